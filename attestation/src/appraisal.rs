@@ -1,0 +1,356 @@
+//! Appraisal: a verified bundle plus a policy becomes a trust vector.
+//!
+//! Every check is fail-closed: an item kind this build cannot verify, a missing item the
+//! policy requires, a binding that does not match, stale evidence — each makes a claim
+//! contraindicated, and the overall status is the worst claim.
+
+use crate::binding::{Level, Nonce};
+use crate::bundle::VerifiedBundle;
+use crate::evidence::EvidenceKind;
+use crate::result::{claim, AttestationResult, Tier, TrustClaim};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Clock skew tolerated for evidence timestamps in the future.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+
+/// What the verifier accepts, loaded from a JSON policy file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppraisalPolicy {
+    /// Name recorded in every result.
+    pub policy_id: String,
+    /// Levels accepted; a platform whose level is not listed is contraindicated.
+    pub allowed_levels: Vec<Level>,
+    /// Whether a vTPM quote must be present.
+    #[serde(default)]
+    pub require_tpm: bool,
+    /// Expected SHA-256 PCR values (index → 64 hex digits); every listed PCR must match.
+    #[serde(default)]
+    pub expected_pcrs: BTreeMap<u8, String>,
+    /// Oldest evidence accepted, relative to appraisal time.
+    pub max_evidence_age_ms: u64,
+    /// How long an affirming result stays valid.
+    #[serde(default = "default_result_ttl_ms")]
+    pub result_ttl_ms: u64,
+    /// How long an issued nonce may be used.
+    #[serde(default = "default_nonce_ttl_ms")]
+    pub nonce_ttl_ms: u64,
+}
+
+fn default_result_ttl_ms() -> u64 {
+    300_000
+}
+fn default_nonce_ttl_ms() -> u64 {
+    60_000
+}
+
+/// Errors loading a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// "policy is not valid json".
+    #[error("policy is not valid json")]
+    Json(#[source] serde_json::Error),
+    /// "policy allows no level".
+    #[error("policy allows no level")]
+    NoLevels,
+    /// "expected value for pcr {0} is not 64 hex digits".
+    #[error("expected value for pcr {0} is not 64 hex digits")]
+    PcrValue(u8),
+    /// "pcr index {0} is out of range 0-23".
+    #[error("pcr index {0} is out of range 0-23")]
+    PcrIndex(u8),
+}
+
+impl AppraisalPolicy {
+    /// Parses and checks a policy document.
+    pub fn from_json(text: &str) -> Result<Self, PolicyError> {
+        let p: Self = serde_json::from_str(text).map_err(PolicyError::Json)?;
+        if p.allowed_levels.is_empty() {
+            return Err(PolicyError::NoLevels);
+        }
+        for (idx, value) in &p.expected_pcrs {
+            if *idx > 23 {
+                return Err(PolicyError::PcrIndex(*idx));
+            }
+            let ok = hex::decode(value).map(|v| v.len() == 32).unwrap_or(false);
+            if !ok {
+                return Err(PolicyError::PcrValue(*idx));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Digest of the reference values (what a sealed share is bound to): SHA-256 over the
+    /// CBOR of the policy id, allowed levels, TPM requirement and expected PCRs.
+    pub fn reference_digest(&self) -> [u8; 32] {
+        #[derive(Serialize)]
+        struct Reference<'a> {
+            policy_id: &'a str,
+            allowed_levels: &'a [Level],
+            require_tpm: bool,
+            expected_pcrs: &'a BTreeMap<u8, String>,
+        }
+        let bytes = wire::encode(&Reference {
+            policy_id: &self.policy_id,
+            allowed_levels: &self.allowed_levels,
+            require_tpm: self.require_tpm,
+            expected_pcrs: &self.expected_pcrs,
+        })
+        .unwrap_or_default();
+        crate::sha256(&bytes)
+    }
+}
+
+/// The verifier-side facts appraisal compares the bundle with.
+#[derive(Debug, Clone, Copy)]
+pub struct AppraisalContext<'a> {
+    /// The policy.
+    pub policy: &'a AppraisalPolicy,
+    /// The nonce the verifier issued for this kernel (already checked single-use).
+    pub expected_nonce: &'a Nonce,
+    /// Appraisal time (Unix ms).
+    pub now_ms: u64,
+}
+
+/// Outcome of appraisal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appraisal {
+    /// The trust vector.
+    pub claims: Vec<TrustClaim>,
+    /// Overall status.
+    pub status: Tier,
+    /// Level established by the platform evidence.
+    pub level: Level,
+    /// PCR values that verified (empty without a TPM item).
+    pub pcrs: BTreeMap<u8, [u8; 32]>,
+}
+
+impl Appraisal {
+    /// Reasons of every claim that is not affirming.
+    pub fn reasons(&self) -> Vec<String> {
+        self.claims
+            .iter()
+            .filter(|c| c.tier != Tier::Affirming && c.tier != Tier::None)
+            .map(|c| format!("{}: {}", c.claim, c.reason))
+            .collect()
+    }
+}
+
+fn push(claims: &mut Vec<TrustClaim>, name: &str, tier: Tier, reason: impl Into<String>) {
+    claims.push(TrustClaim {
+        claim: name.to_string(),
+        tier,
+        reason: reason.into(),
+    });
+}
+
+/// Appraises a verified bundle.
+pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisal {
+    let mut identity: Vec<String> = Vec::new();
+    let mut executables: Vec<String> = Vec::new();
+    let mut platform_level: Option<Level> = None;
+    let mut platform_items = 0usize;
+    let mut pcrs = BTreeMap::new();
+    let mut tpm_seen = false;
+    let binding = bundle.binding();
+
+    if bundle.nonce() != ctx.expected_nonce {
+        identity.push("bundle nonce is not the nonce issued to this kernel".into());
+    }
+    let created = bundle.created_at_ms();
+    if created > ctx.now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        identity.push(format!(
+            "bundle created {} ms in the future",
+            created - ctx.now_ms
+        ));
+    } else if ctx.now_ms.saturating_sub(created) > ctx.policy.max_evidence_age_ms {
+        identity.push(format!(
+            "evidence is {} ms old, policy allows {} ms",
+            ctx.now_ms.saturating_sub(created),
+            ctx.policy.max_evidence_age_ms
+        ));
+    }
+
+    for item in bundle.items() {
+        match item.kind {
+            EvidenceKind::Software => {
+                platform_items += 1;
+                match crate::software::verify(&item.data) {
+                    Ok(report) => {
+                        platform_level = Some(report.level());
+                        if report.report_data() != binding.as_bytes() {
+                            identity.push(
+                                "software report is bound to a different key, nonce or manifest"
+                                    .into(),
+                            );
+                        }
+                        if ctx.now_ms.saturating_sub(report.issued_at_ms())
+                            > ctx.policy.max_evidence_age_ms
+                        {
+                            identity.push("software report is stale".into());
+                        }
+                    }
+                    Err(e) => identity.push(format!("software report rejected: {e}")),
+                }
+            }
+            EvidenceKind::Tpm => {
+                tpm_seen = true;
+                let verified = crate::tpm::TpmEvidence::from_item_data(&item.data)
+                    .and_then(|ev| crate::tpm::verify(&ev, binding.tpm_qualifying_data()));
+                match verified {
+                    Ok(q) => pcrs = q.pcrs().clone(),
+                    Err(e) => identity.push(format!("tpm quote rejected: {e}")),
+                }
+            }
+            other => {
+                if matches!(other, EvidenceKind::SevSnp | EvidenceKind::Tdx) {
+                    platform_items += 1;
+                }
+                identity.push(format!(
+                    "`{}` evidence cannot be verified by this verifier build",
+                    other.as_str()
+                ));
+            }
+        }
+    }
+
+    let mut claims = Vec::new();
+    if identity.is_empty() {
+        push(
+            &mut claims,
+            claim::INSTANCE_IDENTITY,
+            Tier::Affirming,
+            "bundle signed by its attestation key; every item bound to that key, the issued nonce and the manifest draft; evidence fresh",
+        );
+    } else {
+        push(
+            &mut claims,
+            claim::INSTANCE_IDENTITY,
+            Tier::Contraindicated,
+            identity.join("; "),
+        );
+    }
+
+    // Hardware / level.
+    let level = platform_level.unwrap_or(bundle.level());
+    if platform_items != 1 {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::Contraindicated,
+            format!("bundle carries {platform_items} platform reports, exactly one is required"),
+        );
+    } else if platform_level.is_some_and(|l| l != bundle.level()) {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::Contraindicated,
+            format!(
+                "bundle claims {} but its platform evidence establishes {}",
+                bundle.level(),
+                level
+            ),
+        );
+    } else if !ctx.policy.allowed_levels.contains(&level) {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::Contraindicated,
+            format!(
+                "level {level} is not allowed by policy `{}`",
+                ctx.policy.policy_id
+            ),
+        );
+    } else if level == Level::L1 {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::None,
+            "software platform (KEE1-L1): no hardware claim; level allowed by policy",
+        );
+    } else {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::Affirming,
+            format!("{level} platform verified"),
+        );
+    }
+
+    // Executables: PCRs against reference values.
+    if ctx.policy.require_tpm && !tpm_seen {
+        executables.push("policy requires a vTPM quote and the bundle has none".into());
+    }
+    for (idx, want_hex) in &ctx.policy.expected_pcrs {
+        match pcrs.get(idx) {
+            Some(got) if hex::encode(got) == want_hex.to_ascii_lowercase() => {}
+            Some(got) => executables.push(format!(
+                "pcr {idx} is {}, reference value is {want_hex}",
+                hex::encode(got)
+            )),
+            None => executables.push(format!("pcr {idx} was not quoted")),
+        }
+    }
+    if !executables.is_empty() {
+        push(
+            &mut claims,
+            claim::EXECUTABLES,
+            Tier::Contraindicated,
+            executables.join("; "),
+        );
+    } else if tpm_seen && !pcrs.is_empty() {
+        push(
+            &mut claims,
+            claim::EXECUTABLES,
+            Tier::Affirming,
+            format!(
+                "{} pcrs quoted; {} match reference values",
+                pcrs.len(),
+                ctx.policy.expected_pcrs.len()
+            ),
+        );
+    } else {
+        push(
+            &mut claims,
+            claim::EXECUTABLES,
+            Tier::None,
+            "no measurements quoted",
+        );
+    }
+
+    let status = AttestationResult::overall(&claims);
+    Appraisal {
+        claims,
+        status,
+        level,
+        pcrs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_parsing_checks_values() {
+        let ok = r#"{"policy_id":"dev","allowed_levels":["KEE1-L1"],"max_evidence_age_ms":1000}"#;
+        let p = AppraisalPolicy::from_json(ok).unwrap();
+        assert_eq!(p.result_ttl_ms, 300_000);
+        let none = r#"{"policy_id":"x","allowed_levels":[],"max_evidence_age_ms":1}"#;
+        assert!(matches!(
+            AppraisalPolicy::from_json(none),
+            Err(PolicyError::NoLevels)
+        ));
+        let bad_pcr = r#"{"policy_id":"x","allowed_levels":["KEE1-L3"],"max_evidence_age_ms":1,"expected_pcrs":{"0":"abcd"}}"#;
+        assert!(matches!(
+            AppraisalPolicy::from_json(bad_pcr),
+            Err(PolicyError::PcrValue(0))
+        ));
+        let unknown = r#"{"policy_id":"x","allowed_levels":["KEE1-L3"],"max_evidence_age_ms":1,"skip_checks":true}"#;
+        assert!(AppraisalPolicy::from_json(unknown).is_err());
+        let mut q = p.clone();
+        q.allowed_levels = vec![Level::L3];
+        assert_ne!(p.reference_digest(), q.reference_digest());
+    }
+}

@@ -1,0 +1,328 @@
+//! Boot to serving (DESIGN.md steps 1-7): collect → bind → appraise → unseal → freeze the
+//! manifest. Nothing is unsealed before the verifier's affirming result, and a result is only
+//! trusted after its signature verifies under the pinned verifier key.
+
+use crate::config::{KernelConfig, Platform};
+use crate::manifest::{GecManifest, HashLocked, MANIFEST_VERSION};
+use crate::transport::{call, CallError, TransportError};
+use attestation::ak::AttestationKey;
+use attestation::bundle::{sign_bundle, BundleClaims, BUNDLE_VERSION};
+use attestation::result::{verify_result, AttestationResult};
+use attestation::sealing::{self, KeyExchange, SealedShare};
+use attestation::{Attester, BindingValue, CollectError, Level, Nonce};
+use frost_ed25519 as frost;
+use std::sync::{Arc, Mutex};
+use wire::verifier::{VerifierRequest, VerifierResponse};
+
+/// Name of the sealed share file in the state directory.
+pub const SEALED_SHARE_FILE: &str = "sealed_share.cbor";
+
+/// Why a boot attempt did not reach serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// "verifier unreachable": worth retrying.
+    #[error("verifier unreachable: {0}")]
+    Unreachable(String),
+    /// "appraisal refused": the verifier said no; retrying the same evidence will not help.
+    #[error("appraisal refused: {0}")]
+    Refused(String),
+    /// "evidence collection failed".
+    #[error("evidence collection failed")]
+    Collect(#[from] CollectError),
+    /// "sealed share unusable".
+    #[error("sealed share unusable: {0}")]
+    Share(String),
+    /// Anything else that stops the boot.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<TransportError> for BootError {
+    fn from(e: TransportError) -> Self {
+        BootError::Unreachable(error_chain(&e))
+    }
+}
+
+impl From<CallError> for BootError {
+    fn from(e: CallError) -> Self {
+        BootError::Unreachable(error_chain(&e))
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What a successful boot hands to the server.
+pub struct Unsealed {
+    /// The frozen, hash-locked manifest.
+    pub manifest: HashLocked,
+    /// The evidence bundle bytes.
+    pub bundle: Vec<u8>,
+    /// The signed result bytes.
+    pub result: Vec<u8>,
+    /// The verified result.
+    pub result_claims: AttestationResult,
+    /// This kernel's FROST key package (the unsealed share).
+    pub key_package: frost::keys::KeyPackage,
+    /// The group's public key package.
+    pub public_package: frost::keys::PublicKeyPackage,
+    /// The ceremony's signer list and threshold.
+    pub sealed: SealedShare,
+}
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealed").finish_non_exhaustive()
+    }
+}
+
+/// Creates the attesters the configuration names. A missing TEE is an error.
+pub fn make_attesters(cfg: &KernelConfig) -> Result<Vec<Box<dyn Attester>>, CollectError> {
+    let mut v: Vec<Box<dyn Attester>> = Vec::new();
+    match cfg.platform {
+        Platform::Software => v.push(Box::new(attestation::software::SoftwareAttester::new()?)),
+        Platform::Tdx => v.push(Box::new(attestation::tdx::TdxAttester::open(
+            std::path::Path::new(attestation::tdx::TSM_REPORT_ROOT),
+        )?)),
+        Platform::SevSnp => {
+            #[cfg(feature = "snp")]
+            v.push(Box::new(attestation::snp::SnpAttester::open(0)?));
+            #[cfg(not(feature = "snp"))]
+            return Err(CollectError::NoSuchDevice {
+                path: attestation::snp::SEV_GUEST_DEVICE.into(),
+                what: "SEV-SNP collector (built without the `snp` feature)",
+            });
+        }
+    }
+    if let Some(tcti) = &cfg.tpm_tcti {
+        #[cfg(feature = "tpm")]
+        v.push(Box::new(attestation::tpm::TpmAttester::connect(tcti)?));
+        #[cfg(not(feature = "tpm"))]
+        return Err(CollectError::NoSuchDevice {
+            path: tcti.clone(),
+            what: "vTPM collector (built without the `tpm` feature)",
+        });
+    }
+    Ok(v)
+}
+
+/// The manifest draft: everything but the evidence and result.
+pub fn manifest_draft(
+    cfg: &KernelConfig,
+    level: Level,
+    cap_profile_hash: &[u8; 32],
+    sealed: &SealedShare,
+    group_public_key: &[u8],
+) -> GecManifest {
+    GecManifest {
+        version: MANIFEST_VERSION,
+        fleet_id: cfg.fleet_id.clone(),
+        kernel_id: cfg.kernel_id.clone(),
+        conformance_level: level.as_str().to_string(),
+        cap_profile_hash: hex::encode(cap_profile_hash),
+        frost: format!("frost:t-of-n:{}-{}", sealed.threshold, sealed.signers.len()),
+        group_public_key: hex::encode(group_public_key),
+        signers: sealed.signers.iter().map(|s| s.kernel_id.clone()).collect(),
+        evidence_bundle_digest: String::new(),
+        attestation_result_digest: String::new(),
+        attestation_status: String::new(),
+        frozen_at_ms: 0,
+    }
+}
+
+/// Loads the sealed share of this kernel.
+pub fn load_sealed(cfg: &KernelConfig) -> Result<SealedShare, BootError> {
+    let path = cfg.state_dir.join(SEALED_SHARE_FILE);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| BootError::Share(format!("reading `{}`: {e}", path.display())))?;
+    let sealed = SealedShare::decode(&bytes).map_err(|e| BootError::Share(e.to_string()))?;
+    if sealed.kernel_id != cfg.kernel_id {
+        return Err(BootError::Share(format!(
+            "sealed share belongs to `{}`, not `{}`",
+            sealed.kernel_id, cfg.kernel_id
+        )));
+    }
+    Ok(sealed)
+}
+
+/// One boot attempt.
+pub async fn attempt(
+    cfg: &KernelConfig,
+    ak: &AttestationKey,
+    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    cap_profile_hash: [u8; 32],
+) -> Result<Unsealed, BootError> {
+    let sealed = load_sealed(cfg)?;
+    let public_package = frost::keys::PublicKeyPackage::deserialize(&sealed.public_key_package)
+        .map_err(|e| BootError::Share(format!("public key package: {e}")))?;
+    let group_key = public_package
+        .verifying_key()
+        .serialize()
+        .map_err(|e| BootError::Share(e.to_string()))?;
+    let level = {
+        let a = attesters
+            .lock()
+            .map_err(|_| BootError::Other("attester lock".into()))?;
+        a.iter().find_map(|x| x.level()).unwrap_or(Level::L1)
+    };
+    let draft = manifest_draft(cfg, level, &cap_profile_hash, &sealed, &group_key);
+    let draft_hash = draft.digest();
+
+    // Appraisal happens on one connection: nonce, appraise, release.
+    let mut conn = cfg.vsock.dial(cfg.verifier_port).await?;
+    let nonce = match call::<_, VerifierResponse>(
+        conn.as_mut(),
+        &VerifierRequest::Nonce {
+            kernel_id: cfg.kernel_id.clone(),
+        },
+    )
+    .await?
+    {
+        VerifierResponse::Nonce { nonce, .. } => Nonce::from_slice(&nonce)
+            .ok_or_else(|| BootError::Refused("verifier sent a malformed nonce".into()))?,
+        VerifierResponse::Refused { reason } => return Err(BootError::Refused(reason)),
+        _ => {
+            return Err(BootError::Refused(
+                "unexpected verifier answer to `nonce`".into(),
+            ))
+        }
+    };
+
+    let binding = BindingValue::compute(&nonce, ak.public_key(), &draft_hash);
+    let items = tokio::task::spawn_blocking(move || {
+        let mut a = attesters
+            .lock()
+            .map_err(|_| BootError::Other("attester lock".into()))?;
+        a.iter_mut()
+            .map(|x| x.collect(&binding).map_err(BootError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| BootError::Other(e.to_string()))??;
+
+    let kx = KeyExchange::generate().map_err(|e| BootError::Other(e.to_string()))?;
+    let claims = BundleClaims {
+        version: BUNDLE_VERSION,
+        kernel_id: cfg.kernel_id.clone(),
+        level,
+        nonce: nonce.as_bytes().to_vec(),
+        manifest_draft_hash: draft_hash.to_vec(),
+        ak_public: ak.public_key().to_vec(),
+        key_exchange_public: kx.public_key().to_vec(),
+        created_at_ms: attestation::now_ms(),
+        items,
+    };
+    let bundle = sign_bundle(&claims, ak).map_err(|e| BootError::Other(e.to_string()))?;
+    let bundle_digest = attestation::sha256(&bundle);
+
+    let (result, status, reasons) = match call::<_, VerifierResponse>(
+        conn.as_mut(),
+        &VerifierRequest::Appraise {
+            bundle: bundle.clone(),
+        },
+    )
+    .await?
+    {
+        VerifierResponse::Appraised {
+            result,
+            status,
+            reasons,
+        } => (result, status, reasons),
+        VerifierResponse::Refused { reason } => return Err(BootError::Refused(reason)),
+        _ => {
+            return Err(BootError::Refused(
+                "unexpected verifier answer to `appraise`".into(),
+            ))
+        }
+    };
+    let result_claims = verify_result(&result, &cfg.verifier_public_key)
+        .map_err(|e| BootError::Refused(format!("attestation result not trusted: {e}")))?;
+    if result_claims.bundle_digest != bundle_digest
+        || result_claims.nonce != nonce.as_bytes()
+        || result_claims.kernel_id != cfg.kernel_id
+    {
+        return Err(BootError::Refused(
+            "attestation result is about another bundle".into(),
+        ));
+    }
+    if !result_claims.is_affirming_at(attestation::now_ms()) {
+        return Err(BootError::Refused(format!(
+            "attestation status {status}: {}",
+            reasons.join("; ")
+        )));
+    }
+
+    let (eph, sealed_wrap, reference_digest) = match call::<_, VerifierResponse>(
+        conn.as_mut(),
+        &VerifierRequest::ReleaseKey {
+            kernel_id: cfg.kernel_id.clone(),
+        },
+    )
+    .await?
+    {
+        VerifierResponse::KeyReleased {
+            ephemeral_public,
+            sealed_wrap_key,
+            reference_digest,
+        } => (ephemeral_public, sealed_wrap_key, reference_digest),
+        VerifierResponse::Refused { reason } => return Err(BootError::Refused(reason)),
+        _ => {
+            return Err(BootError::Refused(
+                "unexpected verifier answer to `release_key`".into(),
+            ))
+        }
+    };
+    if reference_digest != sealed.reference_digest {
+        return Err(BootError::Share(
+            "verifier released a key for other reference values".into(),
+        ));
+    }
+    let wrap = kx
+        .open(
+            &eph,
+            &sealing::release_aad(&cfg.kernel_id, &bundle_digest),
+            &sealed_wrap,
+        )
+        .map_err(|e| BootError::Share(format!("released wrap key: {e}")))?;
+    let wrap: [u8; 32] = wrap
+        .as_slice()
+        .try_into()
+        .map_err(|_| BootError::Share("released wrap key has the wrong length".into()))?;
+    let plain = sealing::open(
+        &wrap,
+        &sealing::share_aad(&cfg.kernel_id, &sealed.reference_digest),
+        &sealed.sealed,
+    )
+    .map_err(|e| BootError::Share(e.to_string()))?;
+    let key_package = frost::keys::KeyPackage::deserialize(&plain)
+        .map_err(|e| BootError::Share(format!("key package: {e}")))?;
+    if key_package.verifying_key() != public_package.verifying_key() {
+        return Err(BootError::Share(
+            "share does not belong to the group key".into(),
+        ));
+    }
+
+    let mut manifest = draft;
+    manifest.evidence_bundle_digest = hex::encode(bundle_digest);
+    manifest.attestation_result_digest = hex::encode(attestation::sha256(&result));
+    manifest.attestation_status = result_claims.status.as_str().to_string();
+    manifest.frozen_at_ms = attestation::now_ms();
+    Ok(Unsealed {
+        manifest: HashLocked::freeze(&manifest),
+        bundle,
+        result,
+        result_claims,
+        key_package,
+        public_package,
+        sealed,
+    })
+}

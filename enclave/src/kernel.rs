@@ -1,0 +1,428 @@
+//! The running kernel: boot state, the serve loop, and dispatch of governance calls.
+//!
+//! Until unsealed, only `health` is served. Every other call first re-verifies the frozen
+//! manifest's hash lock; a mismatch halts the kernel (fail closed) and is audited.
+
+use crate::audit::{AuditLog, NewEvent};
+use crate::boot::{self, error_chain, BootError, Unsealed};
+use crate::cedar::{Engine, LoadedPolicies};
+use crate::config::KernelConfig;
+use crate::transport::Listener;
+use attestation::ak::AttestationKey;
+use attestation::{Attester, Level};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use wire::msg::{
+    DecisionInfo, ErrorCode, EvaluateParams, HealthInfo, KernelState, ManifestInfo, Request,
+    Response,
+};
+
+/// Audit event kinds (soos.governance.* names, KEE-1 P6/P7).
+pub mod events {
+    /// A Cedar decision.
+    pub const DECISION: &str = "soos.governance.cedar.decision";
+    /// Boot outcome (unsealed or refused).
+    pub const ATTESTATION: &str = "soos.governance.attestation";
+    /// A threshold signature made (coordinator) or a share given (participant).
+    pub const SIGNING: &str = "soos.governance.kia.signing";
+    /// The kernel halted (fail closed).
+    pub const HALT: &str = "soos.governance.halt";
+}
+
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Idle time after which a connection is closed.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+struct Status {
+    state: KernelState,
+    reason: Option<String>,
+    boot_to_serving_ms: Option<u64>,
+}
+
+/// A governance kernel.
+pub struct Kernel {
+    pub(crate) cfg: KernelConfig,
+    pub(crate) ak: AttestationKey,
+    pub(crate) engine: Engine,
+    pub(crate) audit: AuditLog,
+    level: Level,
+    status: RwLock<Status>,
+    pub(crate) unsealed: RwLock<Option<Arc<RwLock<Unsealed>>>>,
+    pub(crate) pending: Mutex<HashMap<Vec<u8>, crate::frost::Pending>>,
+    started: Instant,
+    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("kernel_id", &self.cfg.kernel_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct DecisionRecord<'a> {
+    principal: &'a str,
+    action: &'a str,
+    resource: &'a str,
+    #[serde(with = "serde_bytes")]
+    context_hash: Vec<u8>,
+    decision: &'a str,
+    policies: &'a [String],
+    reasons: &'a [String],
+    #[serde(with = "serde_bytes")]
+    cap_profile_hash: Vec<u8>,
+}
+
+impl Kernel {
+    /// Step 1 of boot: the attestation key, attesters, policy set and audit log. Collects
+    /// nothing yet.
+    pub fn new(cfg: KernelConfig) -> Result<Arc<Self>, BootError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| BootError::Other(format!("state dir: {e}")))?;
+        let ak = AttestationKey::generate().map_err(|e| BootError::Other(e.to_string()))?;
+        let attesters = boot::make_attesters(&cfg)?;
+        let level = attesters
+            .iter()
+            .find_map(|a| a.level())
+            .unwrap_or(Level::L1);
+        let policies = match &cfg.cedar_policy {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match LoadedPolicies::parse(&text) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cedar policy set rejected; every decision will be deny");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cedar policy set missing; every decision will be deny");
+                    None
+                }
+            },
+            None => None,
+        };
+        let audit = AuditLog::open(&cfg.state_dir.join("audit.db"))
+            .map_err(|e| BootError::Other(format!("audit log: {}", error_chain(&e))))?;
+        Ok(Arc::new(Self {
+            cfg,
+            ak,
+            engine: Engine::new(policies),
+            audit,
+            level,
+            status: RwLock::new(Status {
+                state: KernelState::Booting,
+                reason: None,
+                boot_to_serving_ms: None,
+            }),
+            unsealed: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+            started,
+            attesters: Arc::new(Mutex::new(attesters)),
+        }))
+    }
+
+    /// The kernel id.
+    pub fn kernel_id(&self) -> &str {
+        &self.cfg.kernel_id
+    }
+
+    fn set_status(&self, state: KernelState, reason: Option<String>) {
+        if let Ok(mut s) = self.status.write() {
+            if s.state == KernelState::Halted {
+                return;
+            }
+            s.state = state;
+            s.reason = reason;
+            if state == KernelState::Serving {
+                s.boot_to_serving_ms =
+                    Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// Current health.
+    pub fn health(&self) -> HealthInfo {
+        let (state, reason, ms) = match self.status.read() {
+            Ok(s) => (s.state, s.reason.clone(), s.boot_to_serving_ms),
+            Err(_) => (
+                KernelState::Halted,
+                Some("status lock poisoned".into()),
+                None,
+            ),
+        };
+        HealthInfo {
+            kernel_id: self.cfg.kernel_id.clone(),
+            state,
+            level: self.level.as_str().to_string(),
+            reason,
+            boot_to_serving_ms: ms,
+        }
+    }
+
+    async fn audit(
+        &self,
+        kind: &str,
+        session: &str,
+        body: &impl Serialize,
+    ) -> Option<(u64, [u8; 32])> {
+        let body = wire::encode(body).ok()?;
+        match self
+            .audit
+            .append(NewEvent {
+                session_id: session.to_string(),
+                kind: kind.to_string(),
+                body,
+            })
+            .await
+        {
+            Ok(ack) => Some(ack),
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed");
+                None
+            }
+        }
+    }
+
+    /// Steps 2-7: appraise and unseal, retrying with backoff while the verifier is
+    /// unreachable; a refusal stops here with the share sealed.
+    pub async fn boot(self: &Arc<Self>) -> KernelState {
+        let mut delay = self.cfg.retry.initial_ms.max(1);
+        let mut attempts = 0u32;
+        let cap = self.engine.cap_profile_hash();
+        loop {
+            attempts += 1;
+            match boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await {
+                Ok(unsealed) => {
+                    let status = unsealed.result_claims.status.as_str().to_string();
+                    if let Ok(mut u) = self.unsealed.write() {
+                        *u = Some(Arc::new(RwLock::new(unsealed)));
+                    }
+                    self.set_status(KernelState::Serving, None);
+                    self.audit(events::ATTESTATION, "boot", &("unsealed", status))
+                        .await;
+                    tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
+                    return KernelState::Serving;
+                }
+                Err(BootError::Unreachable(why)) => {
+                    let give_up =
+                        self.cfg.retry.max_attempts != 0 && attempts >= self.cfg.retry.max_attempts;
+                    let reason = if give_up {
+                        format!("verifier unreachable after {attempts} attempts: {why}")
+                    } else {
+                        format!("verifier unreachable (attempt {attempts}, retrying in {delay} ms): {why}")
+                    };
+                    tracing::warn!(kernel = %self.cfg.kernel_id, %reason, "share stays sealed");
+                    self.set_status(KernelState::Sealed, Some(reason.clone()));
+                    if give_up {
+                        self.audit(events::ATTESTATION, "boot", &("sealed", reason))
+                            .await;
+                        return KernelState::Sealed;
+                    }
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    delay = delay.saturating_mul(2).min(self.cfg.retry.max_ms.max(1));
+                }
+                Err(e) => {
+                    let reason = error_chain(&e);
+                    tracing::error!(kernel = %self.cfg.kernel_id, %reason, "share stays sealed");
+                    self.set_status(KernelState::Sealed, Some(reason.clone()));
+                    self.audit(events::ATTESTATION, "boot", &("sealed", reason))
+                        .await;
+                    return KernelState::Sealed;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn unsealed(&self) -> Option<Arc<RwLock<Unsealed>>> {
+        self.unsealed.read().ok().and_then(|u| u.clone())
+    }
+
+    /// Checks the kernel is serving and its manifest hash lock holds; halts otherwise.
+    pub(crate) async fn serving(&self) -> Result<Arc<RwLock<Unsealed>>, Response> {
+        let h = self.health();
+        if h.state != KernelState::Serving {
+            return Err(Response::error(
+                ErrorCode::NotServing,
+                format!(
+                    "kernel is {:?}: {}",
+                    h.state,
+                    h.reason.unwrap_or_else(|| "not unsealed".into())
+                )
+                .to_lowercase(),
+            ));
+        }
+        let Some(u) = self.unsealed() else {
+            return Err(Response::error(
+                ErrorCode::NotServing,
+                "kernel is not unsealed",
+            ));
+        };
+        let check = match u.read() {
+            Ok(g) => g.manifest.access().map(|_| ()),
+            Err(_) => Err(crate::manifest::ManifestError::Corrupt),
+        };
+        if let Err(e) = check {
+            self.halt(&e.to_string()).await;
+            return Err(Response::error(
+                ErrorCode::NotServing,
+                format!("kernel halted: {e}"),
+            ));
+        }
+        Ok(u)
+    }
+
+    /// Stops serving for good (fail closed) and drops the unsealed share.
+    pub async fn halt(&self, reason: &str) {
+        if let Ok(mut s) = self.status.write() {
+            s.state = KernelState::Halted;
+            s.reason = Some(reason.to_string());
+        }
+        if let Ok(mut u) = self.unsealed.write() {
+            *u = None;
+        }
+        tracing::error!(kernel = %self.cfg.kernel_id, %reason, "halted");
+        self.audit(events::HALT, "boot", &reason).await;
+    }
+
+    /// Test hook: corrupts the frozen manifest in memory, to exercise the fail-closed path.
+    #[doc(hidden)]
+    pub fn corrupt_manifest_for_test(&self) {
+        if let Some(u) = self.unsealed() {
+            if let Ok(mut g) = u.write() {
+                g.manifest.corrupt_for_test();
+            }
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
+        if let Request::Health = req {
+            return Response::Health(self.health());
+        }
+        let unsealed = match self.serving().await {
+            Ok(u) => u,
+            Err(resp) => return resp,
+        };
+        match req {
+            Request::Health => Response::Health(self.health()),
+            Request::Manifest => {
+                let Ok(g) = unsealed.read() else {
+                    return Response::error(ErrorCode::Internal, "lock poisoned");
+                };
+                match g.manifest.access() {
+                    Ok((_, bytes, hash)) => Response::Manifest(ManifestInfo {
+                        manifest: bytes.to_vec(),
+                        manifest_hash: hash.to_vec(),
+                        bundle: g.bundle.clone(),
+                        result: g.result.clone(),
+                    }),
+                    Err(e) => Response::error(ErrorCode::NotServing, e.to_string()),
+                }
+            }
+            Request::Evaluate(p) => self.evaluate(&p).await,
+            Request::SignDigest(p) => crate::frost::coordinate(self, &p.digest).await,
+            Request::FrostCommit(p) => crate::frost::commit(self, &p),
+            Request::FrostSign(p) => crate::frost::sign_share(self, &p).await,
+        }
+    }
+
+    async fn evaluate(&self, p: &EvaluateParams) -> Response {
+        let o = self.engine.evaluate(p);
+        let decision = match o.decision {
+            wire::msg::Decision::Allow => "allow",
+            wire::msg::Decision::Deny => "deny",
+        };
+        let record = DecisionRecord {
+            principal: &p.principal,
+            action: &p.action,
+            resource: &p.resource,
+            context_hash: attestation::sha256(p.context_json.as_bytes()).to_vec(),
+            decision,
+            policies: &o.policies,
+            reasons: &o.reasons,
+            cap_profile_hash: o.cap_profile_hash.to_vec(),
+        };
+        let session = if p.session_id.is_empty() {
+            "default"
+        } else {
+            &p.session_id
+        };
+        match self.audit(events::DECISION, session, &record).await {
+            Some((seq, hash)) => Response::Decision(DecisionInfo {
+                decision: o.decision,
+                policies: o.policies,
+                reasons: o.reasons,
+                ale_seq: seq,
+                ale_hash: hash.to_vec(),
+            }),
+            // No durable audit record, no decision: fail closed.
+            None => Response::Decision(DecisionInfo {
+                decision: wire::msg::Decision::Deny,
+                policies: Vec::new(),
+                reasons: vec!["audit log unavailable; decision not recorded".into()],
+                ale_seq: 0,
+                ale_hash: Vec::new(),
+            }),
+        }
+    }
+
+    /// Serves connections until `shutdown` resolves.
+    pub async fn serve(
+        self: &Arc<Self>,
+        mut listener: Listener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => return,
+                a = listener.accept() => a,
+            };
+            let mut stream = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection refused at handshake");
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                let busy = wire::encode(&Response::error(ErrorCode::Busy, "too many connections"))
+                    .unwrap_or_default();
+                let _ = wire::write_frame(stream.as_mut(), &busy).await;
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                loop {
+                    let frame = match tokio::time::timeout(
+                        Duration::from_millis(IDLE_TIMEOUT_MS),
+                        wire::read_frame(stream.as_mut()),
+                    )
+                    .await
+                    {
+                        Ok(Ok(f)) => f,
+                        Ok(Err(_)) | Err(_) => return,
+                    };
+                    let (resp, close) = match wire::decode::<Request>(&frame) {
+                        Ok(req) => (me.handle(req).await, false),
+                        Err(e) => (Response::error(ErrorCode::BadRequest, e.to_string()), true),
+                    };
+                    let Ok(bytes) = wire::encode(&resp) else {
+                        return;
+                    };
+                    if wire::write_frame(stream.as_mut(), &bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}

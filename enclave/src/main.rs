@@ -1,0 +1,121 @@
+//! `enclave`: the governance kernel binary. In a CVM it is PID 1 of the image; in development
+//! it runs as a plain process on the software platform (KEE1-L1) with a hybrid-vsock socket.
+
+use anyhow::Context;
+use clap::Parser;
+use enclave::transport::Vsock;
+use enclave::{Kernel, KernelConfig, Platform, Retry};
+use std::path::PathBuf;
+
+/// Boot a governance kernel: attest, get appraised, unseal, serve.
+///
+/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the kernel cannot start.
+/// A kernel that is refused by the verifier keeps running and serves only `health`, which
+/// says why.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Kernel id (as registered by the ceremony).
+    #[arg(long)]
+    kernel_id: String,
+    /// Fleet id for the manifest.
+    #[arg(long, default_value = "dev-fleet")]
+    fleet_id: String,
+    /// State directory (sealed_share.cbor from the ceremony; audit.db is created here).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Hybrid-vsock Unix socket (development). Without it, AF_VSOCK is used.
+    #[arg(long)]
+    vsock_uds: Option<PathBuf>,
+    /// Host vsock port leading to the verifier.
+    #[arg(long, default_value_t = wire::hybrid::VERIFIER_PORT)]
+    verifier_port: u32,
+    /// Peer kernel reachable at a host vsock port: `ID=PORT` (repeat).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// The verifier's result-signing public key (hex), or a file holding it.
+    #[arg(long)]
+    verifier_public_key: String,
+    /// Cedar policy set file (missing or invalid = deny everything).
+    #[arg(long)]
+    cedar_policy: Option<PathBuf>,
+    /// Platform attester: software (KEE1-L1), sev-snp, tdx.
+    #[arg(long, default_value = "software")]
+    platform: Platform,
+    /// vTPM TCTI, e.g. `swtpm:host=127.0.0.1,port=2321`.
+    #[arg(long)]
+    tpm_tcti: Option<String>,
+    /// Give up after this many attempts while the verifier is unreachable (0 = never).
+    #[arg(long, default_value_t = 0)]
+    max_attempts: u32,
+    /// Timeout of one peer call during signing (ms).
+    #[arg(long, default_value_t = 3_000)]
+    peer_timeout_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let key_text = if std::path::Path::new(&cli.verifier_public_key).is_file() {
+        std::fs::read_to_string(&cli.verifier_public_key)?
+    } else {
+        cli.verifier_public_key.clone()
+    };
+    let verifier_public_key =
+        hex::decode(key_text.trim()).context("--verifier-public-key is not hex")?;
+    let mut peers = Vec::new();
+    for p in &cli.peers {
+        let (id, port) = p
+            .split_once('=')
+            .with_context(|| format!("--peer `{p}` is not ID=PORT"))?;
+        peers.push((
+            id.to_string(),
+            port.parse::<u32>()
+                .with_context(|| format!("--peer `{p}`"))?,
+        ));
+    }
+    let cfg = KernelConfig {
+        kernel_id: cli.kernel_id,
+        fleet_id: cli.fleet_id,
+        state_dir: cli.state_dir,
+        vsock: cli.vsock_uds.map(Vsock::Hybrid).unwrap_or(Vsock::Kernel),
+        verifier_port: cli.verifier_port,
+        peers,
+        verifier_public_key,
+        cedar_policy: cli.cedar_policy,
+        platform: cli.platform,
+        tpm_tcti: cli.tpm_tcti,
+        retry: Retry {
+            max_attempts: cli.max_attempts,
+            ..Retry::default()
+        },
+        peer_timeout_ms: cli.peer_timeout_ms,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = cfg.vsock.listen().context("listening on vsock")?;
+        let kernel =
+            Kernel::new(cfg).map_err(|e| anyhow::anyhow!(enclave::boot::error_chain(&e)))?;
+        let k = kernel.clone();
+        tokio::spawn(async move { k.boot().await });
+        let shutdown = async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        kernel.serve(listener, shutdown).await;
+        anyhow::Ok(())
+    })
+}

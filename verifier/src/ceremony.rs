@@ -1,0 +1,243 @@
+//! The FROST key ceremony (trusted dealer; DKG arrives with its own issue): a t-of-n
+//! Ed25519 group key whose shares are sealed, one per kernel, under fresh wrap keys that only
+//! the verifier keeps.
+
+use crate::store::{Store, StoreError};
+use attestation::appraisal::AppraisalPolicy;
+use attestation::sealing::{self, SealedShare, SignerEntry, SEALED_SHARE_VERSION};
+use frost_ed25519 as frost;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// File name of a kernel's sealed share inside its state directory.
+pub const SEALED_SHARE_FILE: &str = "sealed_share.cbor";
+
+/// Errors of the ceremony.
+#[derive(Debug, thiserror::Error)]
+pub enum CeremonyError {
+    /// "threshold {t} of {n} signers is not allowed: need 2 <= t <= n".
+    #[error("threshold {t} of {n} signers is not allowed: need 2 <= t <= n")]
+    Threshold {
+        /// Threshold.
+        t: u16,
+        /// Signers.
+        n: u16,
+    },
+    /// "{given} kernel ids given for {n} signers".
+    #[error("{given} kernel ids given for {n} signers")]
+    KernelCount {
+        /// Ids given.
+        given: usize,
+        /// Signers asked for.
+        n: u16,
+    },
+    /// "kernel id `{0}` is invalid or repeated".
+    #[error("kernel id `{0}` is invalid or repeated")]
+    KernelId(String),
+    /// "frost key generation failed".
+    #[error("frost key generation failed: {0}")]
+    Frost(String),
+    /// "sealing a share failed".
+    #[error("sealing a share failed")]
+    Seal(#[from] sealing::SealError),
+    /// "could not write `{path}`".
+    #[error("could not write `{path}`")]
+    Write {
+        /// Path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// State store failure.
+    #[error("verifier state")]
+    Store(#[from] StoreError),
+}
+
+/// What a ceremony produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CeremonyOutput {
+    /// Random id of this ceremony.
+    pub ceremony_id: String,
+    /// Threshold t.
+    pub threshold: u16,
+    /// Signers n.
+    pub signers: u16,
+    /// The group's Ed25519 public key (hex).
+    pub group_public_key: String,
+    /// Where each kernel's sealed share was written.
+    pub sealed_shares: Vec<(String, PathBuf)>,
+    /// Reference digest the shares are sealed under (hex).
+    pub reference_digest: String,
+}
+
+fn valid_kernel_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !id.starts_with('.')
+}
+
+/// Runs the ceremony: generates the key, seals each share for its kernel under
+/// `policy`'s reference digest, writes `<state_root>/<kernel>/sealed_share.cbor`, and
+/// registers each kernel's wrap key in `store`.
+pub fn run(
+    store: &Store,
+    policy: &AppraisalPolicy,
+    threshold: u16,
+    kernel_ids: &[String],
+    state_root: &Path,
+) -> Result<CeremonyOutput, CeremonyError> {
+    let n = u16::try_from(kernel_ids.len()).unwrap_or(u16::MAX);
+    if threshold < 2 || threshold > n {
+        return Err(CeremonyError::Threshold { t: threshold, n });
+    }
+    let mut seen = BTreeSet::new();
+    for id in kernel_ids {
+        if !valid_kernel_id(id) || !seen.insert(id.as_str()) {
+            return Err(CeremonyError::KernelId(id.clone()));
+        }
+    }
+    let mut rng = rand::rngs::OsRng;
+    let (shares, public) = frost::keys::generate_with_dealer(
+        n,
+        threshold,
+        frost::keys::IdentifierList::Default,
+        &mut rng,
+    )
+    .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let public_bytes = public
+        .serialize()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let group_key = public
+        .verifying_key()
+        .serialize()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let reference_digest = policy.reference_digest();
+    let ceremony_id = hex::encode(sealing::new_wrap_key()?.get(..8).unwrap_or_default());
+
+    // Identifiers come back sorted; pair them with kernel ids in the order given.
+    let pairs: Vec<(&String, (&frost::Identifier, &frost::keys::SecretShare))> =
+        kernel_ids.iter().zip(shares.iter()).collect();
+    let signers: Vec<SignerEntry> = pairs
+        .iter()
+        .map(|(k, (id, _))| SignerEntry {
+            kernel_id: (*k).clone(),
+            identifier: id.serialize(),
+        })
+        .collect();
+
+    let mut written = Vec::new();
+    let now = attestation::now_ms();
+    for (kernel_id, (_, share)) in pairs {
+        let key_package = frost::keys::KeyPackage::try_from(share.clone())
+            .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+        let plain = key_package
+            .serialize()
+            .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+        let wrap_key = sealing::new_wrap_key()?;
+        let aad = sealing::share_aad(kernel_id, &reference_digest);
+        let sealed = SealedShare {
+            version: SEALED_SHARE_VERSION,
+            kernel_id: kernel_id.clone(),
+            reference_digest: reference_digest.to_vec(),
+            sealed: sealing::seal(&wrap_key, &aad, &plain)?,
+            public_key_package: public_bytes.clone(),
+            threshold,
+            signers: signers.clone(),
+        };
+        let dir = state_root.join(kernel_id);
+        std::fs::create_dir_all(&dir).map_err(|source| CeremonyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(SEALED_SHARE_FILE);
+        std::fs::write(&path, sealed.encode()?).map_err(|source| CeremonyError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        store.register_kernel(
+            kernel_id,
+            &ceremony_id,
+            &wrap_key,
+            &reference_digest,
+            &group_key,
+            now,
+        )?;
+        written.push((kernel_id.clone(), path));
+    }
+    Ok(CeremonyOutput {
+        ceremony_id,
+        threshold,
+        signers: n,
+        group_public_key: hex::encode(&group_key),
+        sealed_shares: written,
+        reference_digest: hex::encode(reference_digest),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AppraisalPolicy {
+        AppraisalPolicy::from_json(
+            r#"{"policy_id":"dev","allowed_levels":["KEE1-L1"],"max_evidence_age_ms":60000}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ceremony_seals_shares_that_open_only_with_their_wrap_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("v.db")).unwrap();
+        let ids: Vec<String> = ["k1", "k2", "k3"].iter().map(|s| s.to_string()).collect();
+        let out = run(&store, &policy(), 2, &ids, dir.path()).unwrap();
+        assert_eq!(out.group_public_key.len(), 64);
+        for id in &ids {
+            let bytes = std::fs::read(dir.path().join(id).join(SEALED_SHARE_FILE)).unwrap();
+            let sealed = SealedShare::decode(&bytes).unwrap();
+            let rec = store.wrap_key(id).unwrap().unwrap();
+            let aad = sealing::share_aad(id, &rec.reference_digest);
+            let plain = sealing::open(&rec.wrap_key, &aad, &sealed.sealed).unwrap();
+            let kp = frost::keys::KeyPackage::deserialize(&plain).unwrap();
+            assert_eq!(
+                hex::encode(kp.verifying_key().serialize().unwrap()),
+                out.group_public_key
+            );
+            // Another kernel's wrap key does not open it.
+            let other = store
+                .wrap_key(if id == "k1" { "k2" } else { "k1" })
+                .unwrap()
+                .unwrap();
+            assert!(sealing::open(&other.wrap_key, &aad, &sealed.sealed).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("v.db")).unwrap();
+        let ids: Vec<String> = ["k1", "k2", "k3"].iter().map(|s| s.to_string()).collect();
+        assert!(matches!(
+            run(&store, &policy(), 1, &ids, dir.path()),
+            Err(CeremonyError::Threshold { .. })
+        ));
+        assert!(matches!(
+            run(&store, &policy(), 4, &ids, dir.path()),
+            Err(CeremonyError::Threshold { .. })
+        ));
+        let dup: Vec<String> = ["k1", "k1", "k3"].iter().map(|s| s.to_string()).collect();
+        assert!(matches!(
+            run(&store, &policy(), 2, &dup, dir.path()),
+            Err(CeremonyError::KernelId(_))
+        ));
+        let bad: Vec<String> = ["../x", "k2", "k3"].iter().map(|s| s.to_string()).collect();
+        assert!(matches!(
+            run(&store, &policy(), 2, &bad, dir.path()),
+            Err(CeremonyError::KernelId(_))
+        ));
+    }
+}

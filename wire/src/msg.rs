@@ -1,0 +1,361 @@
+//! Messages of the enclave's governance API, as carried in frames.
+//!
+//! Requests are adjacently tagged CBOR maps `{"method": "<name>", "params": {...}}` so that the
+//! host proxy can read the method name ([`RequestHead`]) without knowing the parameter types,
+//! and refuse anything not on its allowlist.
+
+use serde::{Deserialize, Serialize};
+
+/// Method names, as they appear in the `method` field.
+pub mod method {
+    /// Liveness and boot state; the only method served before unsealing.
+    pub const HEALTH: &str = "health";
+    /// The frozen GEC manifest with the evidence bundle and attestation result.
+    pub const MANIFEST: &str = "manifest";
+    /// A Cedar decision, recorded in the audit log.
+    pub const EVALUATE: &str = "evaluate";
+    /// A FROST threshold signature over a 32-byte digest.
+    pub const SIGN_DIGEST: &str = "sign_digest";
+    /// Peer kernel: FROST round 1 (commitments).
+    pub const FROST_COMMIT: &str = "frost_commit";
+    /// Peer kernel: FROST round 2 (signature share).
+    pub const FROST_SIGN: &str = "frost_sign";
+    /// Every method the enclave knows.
+    pub const ALL: &[&str] = &[
+        HEALTH,
+        MANIFEST,
+        EVALUATE,
+        SIGN_DIGEST,
+        FROST_COMMIT,
+        FROST_SIGN,
+    ];
+}
+
+/// Just the method name of a request: what the proxy needs to apply its allowlist.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestHead {
+    /// The `method` field.
+    pub method: String,
+}
+
+/// A request to the enclave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Request {
+    /// See [`method::HEALTH`].
+    Health,
+    /// See [`method::MANIFEST`].
+    Manifest,
+    /// See [`method::EVALUATE`].
+    Evaluate(EvaluateParams),
+    /// See [`method::SIGN_DIGEST`].
+    SignDigest(SignDigestParams),
+    /// See [`method::FROST_COMMIT`].
+    FrostCommit(FrostCommitParams),
+    /// See [`method::FROST_SIGN`].
+    FrostSign(FrostSignParams),
+}
+
+impl Request {
+    /// The method name this request travels under.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Health => method::HEALTH,
+            Request::Manifest => method::MANIFEST,
+            Request::Evaluate(_) => method::EVALUATE,
+            Request::SignDigest(_) => method::SIGN_DIGEST,
+            Request::FrostCommit(_) => method::FROST_COMMIT,
+            Request::FrostSign(_) => method::FROST_SIGN,
+        }
+    }
+}
+
+/// A Cedar authorization question.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvaluateParams {
+    /// Principal entity uid, e.g. `Agent::"planner-7"`.
+    pub principal: String,
+    /// Action entity uid, e.g. `Action::"read"`.
+    pub action: String,
+    /// Resource entity uid, e.g. `Dataset::"census"`.
+    pub resource: String,
+    /// Cedar context as a JSON object (text); empty means `{}`.
+    #[serde(default)]
+    pub context_json: String,
+    /// Cedar entities as a JSON array (text); empty means none.
+    #[serde(default)]
+    pub entities_json: String,
+    /// Session the decision belongs to (groups audit events); empty = the default session.
+    #[serde(default)]
+    pub session_id: String,
+}
+
+/// Ask the kernel cluster to threshold-sign a digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignDigestParams {
+    /// The 32-byte digest to sign.
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+}
+
+/// Proof that a peer request comes from an attested kernel of the same ceremony.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerAuth {
+    /// The requesting kernel's id.
+    pub kernel_id: String,
+    /// The requester's attestation result (COSE_Sign1 by the verifier).
+    #[serde(with = "serde_bytes")]
+    pub result: Vec<u8>,
+    /// The requester's attestation key (SEC1 P-256 public key).
+    #[serde(with = "serde_bytes")]
+    pub ak_public: Vec<u8>,
+    /// ECDSA P-256 signature (fixed r‖s) by the AK over the request's binding string.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// FROST round 1 request to a peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrostCommitParams {
+    /// 16 random bytes naming this signing session.
+    #[serde(with = "serde_bytes")]
+    pub session_id: Vec<u8>,
+    /// The digest that will be signed.
+    #[serde(with = "serde_bytes")]
+    pub digest: Vec<u8>,
+    /// The id of the kernel asked to commit.
+    pub target_kernel_id: String,
+    /// Who asks.
+    pub peer: PeerAuth,
+}
+
+/// FROST round 2 request to a peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrostSignParams {
+    /// Session named in round 1.
+    #[serde(with = "serde_bytes")]
+    pub session_id: Vec<u8>,
+    /// Serialized `frost_ed25519::SigningPackage`.
+    #[serde(with = "serde_bytes")]
+    pub signing_package: Vec<u8>,
+    /// The id of the kernel asked to sign.
+    pub target_kernel_id: String,
+    /// Who asks.
+    pub peer: PeerAuth,
+}
+
+/// A response from the enclave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `health`.
+    Health(HealthInfo),
+    /// Answer to `manifest`.
+    Manifest(ManifestInfo),
+    /// Answer to `evaluate`.
+    Decision(DecisionInfo),
+    /// Answer to `sign_digest`.
+    Signature(SignatureInfo),
+    /// Answer to `frost_commit`.
+    FrostCommitment(FrostCommitmentInfo),
+    /// Answer to `frost_sign`.
+    FrostShare(FrostShareInfo),
+    /// Any refusal or failure.
+    Error(ErrorInfo),
+}
+
+/// Boot state of a kernel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelState {
+    /// Collecting evidence / waiting for appraisal.
+    Booting,
+    /// Appraisal failed or the verifier is unreachable: share stays sealed; only `health` served.
+    Sealed,
+    /// Unsealed and serving governance calls.
+    Serving,
+    /// A fail-closed stop (e.g. manifest hash mismatch); only `health` served.
+    Halted,
+}
+
+/// Answer to `health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthInfo {
+    /// Kernel id.
+    pub kernel_id: String,
+    /// Boot state.
+    pub state: KernelState,
+    /// Conformance level claimed by the platform (e.g. `KEE1-L1`).
+    pub level: String,
+    /// Why the kernel is not serving, when it is not.
+    pub reason: Option<String>,
+    /// Milliseconds from process start to serving, once serving.
+    pub boot_to_serving_ms: Option<u64>,
+}
+
+/// Answer to `manifest`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestInfo {
+    /// Canonical CBOR of the GEC manifest.
+    #[serde(with = "serde_bytes")]
+    pub manifest: Vec<u8>,
+    /// SHA-256 of `manifest` (the hash lock).
+    #[serde(with = "serde_bytes")]
+    pub manifest_hash: Vec<u8>,
+    /// The evidence bundle (COSE_Sign1 by the AK).
+    #[serde(with = "serde_bytes")]
+    pub bundle: Vec<u8>,
+    /// The attestation result (COSE_Sign1 by the verifier).
+    #[serde(with = "serde_bytes")]
+    pub result: Vec<u8>,
+}
+
+/// Cedar decision.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Permitted by at least one policy and forbidden by none.
+    Allow,
+    /// Anything else, including every error.
+    Deny,
+}
+
+/// Answer to `evaluate`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecisionInfo {
+    /// The decision.
+    pub decision: Decision,
+    /// Ids of the policies that determined it.
+    pub policies: Vec<String>,
+    /// Why (errors, or the deny reason).
+    pub reasons: Vec<String>,
+    /// Sequence number of the audit event recording it.
+    pub ale_seq: u64,
+    /// SHA-256 of that audit event.
+    #[serde(with = "serde_bytes")]
+    pub ale_hash: Vec<u8>,
+}
+
+/// Answer to `sign_digest`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignatureInfo {
+    /// Ed25519 signature (64 bytes), verifiable under the group key.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// The FROST group public key (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub group_public_key: Vec<u8>,
+    /// Kernel ids whose shares took part.
+    pub signers: Vec<String>,
+}
+
+/// Answer to `frost_commit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrostCommitmentInfo {
+    /// Serialized `frost_ed25519::round1::SigningCommitments`.
+    #[serde(with = "serde_bytes")]
+    pub commitments: Vec<u8>,
+    /// Serialized FROST identifier of the committing share.
+    #[serde(with = "serde_bytes")]
+    pub identifier: Vec<u8>,
+}
+
+/// Answer to `frost_sign`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrostShareInfo {
+    /// Serialized `frost_ed25519::round2::SignatureShare`.
+    #[serde(with = "serde_bytes")]
+    pub share: Vec<u8>,
+}
+
+/// Error classes a caller can act on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The kernel is not unsealed; only `health` is served.
+    NotServing,
+    /// The request was malformed.
+    BadRequest,
+    /// The method is not allowed on this path (proxy allowlist).
+    MethodNotAllowed,
+    /// The peer could not prove it is an attested kernel of the same ceremony.
+    Unauthorized,
+    /// Not enough signers answered; nothing was signed.
+    QuorumLost,
+    /// Too many connections or requests.
+    Busy,
+    /// An internal failure; the request had no effect.
+    Internal,
+}
+
+/// Any refusal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorInfo {
+    /// Class.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl Response {
+    /// Convenience constructor for an error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Response::Error(ErrorInfo {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode};
+
+    #[test]
+    fn head_reads_method_of_every_request() {
+        let reqs = vec![
+            Request::Health,
+            Request::Manifest,
+            Request::Evaluate(EvaluateParams {
+                principal: "Agent::\"a\"".into(),
+                action: "Action::\"read\"".into(),
+                resource: "Doc::\"d\"".into(),
+                context_json: String::new(),
+                entities_json: String::new(),
+                session_id: String::new(),
+            }),
+            Request::SignDigest(SignDigestParams {
+                digest: vec![7; 32],
+            }),
+        ];
+        for r in reqs {
+            let bytes = encode(&r).unwrap();
+            let head: RequestHead = decode(&bytes).unwrap();
+            assert_eq!(head.method, r.method());
+            let back: Request = decode(&bytes).unwrap();
+            assert_eq!(back.method(), r.method());
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        assert!(decode::<Request>(&[0xff, 0x00, 0x13]).is_err());
+        assert!(decode::<RequestHead>(b"not cbor at all").is_err());
+        let mut ok = encode(&Request::Health).unwrap();
+        ok.push(0);
+        assert!(matches!(
+            decode::<Request>(&ok),
+            Err(crate::CodecError::TrailingBytes(1))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(0u8.., 0..256)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+            let _ = decode::<RequestHead>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! `cargo xtask demo`: the end-to-end run on the development platform (KEE1-L1, swtpm as the
+//! vTPM, SQLite, all local): verifier, ceremony, three kernels behind their host proxies,
+//! Cedar decisions, one threshold signature, offline verification, clean-up.
+
+use crate::client::{call, read_raw, send_raw};
+use crate::procs::{free_port_pair, wait_for, Procs};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wire::msg::{Decision, EvaluateParams, KernelState, Request, Response, SignDigestParams};
+
+const KERNELS: [&str; 3] = ["k1", "k2", "k3"];
+
+/// The demo's Cedar policy set (also the cap profile every kernel commits to).
+pub const CEDAR_POLICY: &str = r#"// Relief-planning agents may read census data for disaster relief.
+@id("relief-read")
+permit(principal in Role::"relief-planner", action == Action::"read", resource in Collection::"census")
+when { context.purpose == "disaster-relief" };
+
+// Anyone cleared may file a situation report.
+@id("sitrep-write")
+permit(principal, action == Action::"write", resource == Report::"sitrep")
+when { context has clearance && context.clearance >= 2 };
+
+// Nobody deletes audit material.
+@id("no-delete")
+forbid(principal, action == Action::"delete", resource);
+"#;
+
+fn policy_json(require_tpm: bool) -> String {
+    let zero = "0".repeat(64);
+    json!({
+        "policy_id": "dev-kee1-l1",
+        "allowed_levels": ["KEE1-L1"],
+        "require_tpm": require_tpm,
+        "expected_pcrs": { "0": zero, "7": zero },
+        "max_evidence_age_ms": 60000,
+        "result_ttl_ms": 600000,
+        "nonce_ttl_ms": 30000
+    })
+    .to_string()
+}
+
+fn log(json_mode: bool, msg: &str) {
+    // Progress goes to stderr either way; with --json stdout carries only the JSON object.
+    let _ = json_mode;
+    eprintln!("demo: {msg}");
+}
+
+fn entities() -> String {
+    json!([
+        {"uid": {"type": "Agent", "id": "planner-7"}, "attrs": {}, "parents": [{"type": "Role", "id": "relief-planner"}]},
+        {"uid": {"type": "Role", "id": "relief-planner"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Agent", "id": "scraper-1"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Dataset", "id": "census-2025"}, "attrs": {}, "parents": [{"type": "Collection", "id": "census"}]},
+        {"uid": {"type": "Collection", "id": "census"}, "attrs": {}, "parents": []}
+    ])
+    .to_string()
+}
+
+fn ask(principal: &str, action: &str, resource: &str, context: Value) -> EvaluateParams {
+    EvaluateParams {
+        principal: principal.into(),
+        action: action.into(),
+        resource: resource.into(),
+        context_json: context.to_string(),
+        entities_json: entities(),
+        session_id: "demo-session-1".into(),
+    }
+}
+
+/// Runs the demo; returns the JSON summary.
+pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
+    let _ = std::fs::remove_dir_all(root);
+    std::fs::create_dir_all(root)?;
+    let mut procs = Procs::default();
+    let policy_path = root.join("policy.json");
+    std::fs::write(&policy_path, policy_json(true))?;
+    let cedar_path = root.join("governance.cedar");
+    std::fs::write(&cedar_path, CEDAR_POLICY)?;
+    let db = root.join("verifier.db");
+    let state_root = root.join("kernels");
+
+    log(
+        json_mode,
+        "ceremony: FROST 2-of-3 key, one sealed share per kernel",
+    );
+    let out = Command::new(bin.join("verifier"))
+        .args(["ceremony", "--json", "--threshold", "2", "--signers", "3"])
+        .arg("--db")
+        .arg(&db)
+        .arg("--policy")
+        .arg(&policy_path)
+        .arg("--state-root")
+        .arg(&state_root)
+        .args(KERNELS.iter().flat_map(|k| ["--kernel", k]))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ceremony failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ceremony: Value = serde_json::from_slice(&out.stdout)?;
+    let group_key = ceremony["group_public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let vport = free_port_pair()?;
+    let vkey_path = root.join("verifier.pub");
+    log(json_mode, &format!("verifier on 127.0.0.1:{vport}"));
+    procs.start(
+        "verifier",
+        Command::new(bin.join("verifier"))
+            .arg("serve")
+            .arg("--db")
+            .arg(&db)
+            .arg("--policy")
+            .arg(&policy_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{vport}"))
+            .arg("--public-key-out")
+            .arg(&vkey_path),
+        &root.join("verifier.log"),
+    )?;
+    wait_for("verifier public key", Duration::from_secs(20), || {
+        vkey_path.exists()
+    })?;
+    let vkey = std::fs::read_to_string(&vkey_path)?;
+
+    let started = Instant::now();
+    let mut sockets: Vec<(String, PathBuf)> = Vec::new();
+    for (i, k) in KERNELS.iter().enumerate() {
+        let dir = state_root.join(k);
+        let tpm_port = free_port_pair()?;
+        let tpm_state = dir.join("tpm");
+        std::fs::create_dir_all(&tpm_state)?;
+        procs.start(
+            &format!("swtpm-{k}"),
+            Command::new("swtpm")
+                .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
+                .arg("--tpmstate")
+                .arg(format!("dir={}", tpm_state.display()))
+                .arg("--server")
+                .arg(format!("type=tcp,port={tpm_port}"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={}", tpm_port + 1)),
+            &dir.join("swtpm.log"),
+        )?;
+        wait_for("swtpm", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", tpm_port)).is_ok()
+        })?;
+        let vsock = dir.join("vsock.sock");
+        let public = dir.join("public.sock");
+        let mut host = Command::new(bin.join("host"));
+        host.arg("proxy")
+            .arg("--listen")
+            .arg(format!("unix:{}", public.display()))
+            .arg("--enclave")
+            .arg(format!(
+                "hybrid:{}:{}",
+                vsock.display(),
+                wire::hybrid::GOVERNANCE_PORT
+            ))
+            .arg("--egress")
+            .arg(format!(
+                "{}=tcp:127.0.0.1:{vport}",
+                wire::hybrid::VERIFIER_PORT
+            ))
+            .arg("--metrics-file")
+            .arg(dir.join("proxy-metrics.json"));
+        let mut enclave = Command::new(bin.join("enclave"));
+        enclave
+            .arg("--kernel-id")
+            .arg(k)
+            .arg("--state-dir")
+            .arg(&dir)
+            .arg("--vsock-uds")
+            .arg(&vsock)
+            .arg("--verifier-public-key")
+            .arg(vkey.trim())
+            .arg("--cedar-policy")
+            .arg(&cedar_path)
+            .arg("--platform")
+            .arg("software")
+            .arg("--tpm-tcti")
+            .arg(format!("swtpm:host=127.0.0.1,port={tpm_port}"));
+        for (j, peer) in KERNELS.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let port = wire::hybrid::PEER_PORT_BASE + u32::try_from(j)?;
+            let peer_public = state_root.join(peer).join("public.sock");
+            host.arg("--egress").arg(format!(
+                "{port}={}",
+                format_args!("unix:{}", peer_public.display())
+            ));
+            enclave.arg("--peer").arg(format!("{peer}={port}"));
+        }
+        procs.start(&format!("host-{k}"), &mut host, &dir.join("host.log"))?;
+        procs.start(
+            &format!("enclave-{k}"),
+            &mut enclave,
+            &dir.join("enclave.log"),
+        )?;
+        sockets.push((k.to_string(), public));
+    }
+    log(
+        json_mode,
+        "three kernels started (software platform KEE1-L1 + swtpm vTPM); waiting for appraisal",
+    );
+
+    let mut kernels = Vec::new();
+    for (k, sock) in &sockets {
+        let mut last = None;
+        wait_for(&format!("{k} to serve"), Duration::from_secs(60), || {
+            if let Ok(Response::Health(h)) = call(sock, &Request::Health) {
+                let done = h.state != KernelState::Booting && h.state != KernelState::Sealed
+                    || (h.state == KernelState::Sealed
+                        && h.reason
+                            .as_deref()
+                            .is_some_and(|r| !r.contains("unreachable")));
+                last = Some(h);
+                return done;
+            }
+            false
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; last health: {last:?}"))?;
+        procs.check_alive()?;
+        let h = last.ok_or_else(|| anyhow::anyhow!("no health from {k}"))?;
+        let mut status = String::from("none");
+        if let Ok(Response::Manifest(m)) = call(sock, &Request::Manifest) {
+            std::fs::write(root.join(format!("{k}-manifest.cbor")), wire::encode(&m)?)?;
+            let man: attestation_view::Manifest = wire::decode(&m.manifest)?;
+            status = man.attestation_status;
+        }
+        log(
+            json_mode,
+            &format!(
+                "{k}: {:?}, {} , attestation {status}, boot-to-serving {:?} ms",
+                h.state, h.level, h.boot_to_serving_ms
+            ),
+        );
+        kernels.push(json!({
+            "kernel_id": k,
+            "state": format!("{:?}", h.state).to_lowercase(),
+            "attestation_status": status,
+            "level": h.level,
+            "unsealed": h.state == KernelState::Serving,
+            "boot_to_serving_ms": h.boot_to_serving_ms,
+            "reason": h.reason,
+        }));
+    }
+
+    let k1 = &sockets
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no kernels"))?
+        .1;
+    let asks = vec![
+        (
+            "planner reads census for relief",
+            ask(
+                "Agent::\"planner-7\"",
+                "Action::\"read\"",
+                "Dataset::\"census-2025\"",
+                json!({"purpose": "disaster-relief"}),
+            ),
+        ),
+        (
+            "planner reads census for marketing",
+            ask(
+                "Agent::\"planner-7\"",
+                "Action::\"read\"",
+                "Dataset::\"census-2025\"",
+                json!({"purpose": "marketing"}),
+            ),
+        ),
+        (
+            "scraper reads census",
+            ask(
+                "Agent::\"scraper-1\"",
+                "Action::\"read\"",
+                "Dataset::\"census-2025\"",
+                json!({"purpose": "disaster-relief"}),
+            ),
+        ),
+        (
+            "cleared agent files sitrep",
+            ask(
+                "Agent::\"planner-7\"",
+                "Action::\"write\"",
+                "Report::\"sitrep\"",
+                json!({"clearance": 3}),
+            ),
+        ),
+        (
+            "planner deletes audit log",
+            ask(
+                "Agent::\"planner-7\"",
+                "Action::\"delete\"",
+                "Log::\"audit\"",
+                json!({}),
+            ),
+        ),
+        (
+            "malformed principal",
+            ask(
+                "not-an-entity",
+                "Action::\"read\"",
+                "Dataset::\"census-2025\"",
+                json!({}),
+            ),
+        ),
+    ];
+    let mut decisions = Vec::new();
+    for (label, p) in asks {
+        match call(k1, &Request::Evaluate(p))? {
+            Response::Decision(d) => {
+                let word = if d.decision == Decision::Allow {
+                    "ALLOW"
+                } else {
+                    "DENY"
+                };
+                log(
+                    json_mode,
+                    &format!(
+                        "evaluate: {label}: {word} {:?} {:?} (audit seq {})",
+                        d.policies, d.reasons, d.ale_seq
+                    ),
+                );
+                decisions.push(json!({"request": label, "decision": word.to_lowercase(), "policies": d.policies, "reasons": d.reasons, "audit_seq": d.ale_seq}));
+            }
+            other => anyhow::bail!("evaluate on k1 failed: {other:?}"),
+        }
+    }
+
+    // The proxy refuses what is not on its allowlist and keeps serving.
+    let refused = {
+        let mut s = std::os::unix::net::UnixStream::connect(k1)?;
+        #[derive(serde::Serialize)]
+        struct Bogus {
+            method: &'static str,
+        }
+        send_raw(
+            &mut s,
+            &wire::encode(&Bogus {
+                method: "unseal_all",
+            })?,
+        )?;
+        let r: Response = wire::decode(&read_raw(&mut s)?)?;
+        matches!(r, Response::Error(ref e) if e.code == wire::msg::ErrorCode::MethodNotAllowed)
+    };
+
+    let digest = attestation_view::sha256(b"GAR session block demo-session-1");
+    let (signature, signers, sig_group) = match call(
+        k1,
+        &Request::SignDigest(SignDigestParams {
+            digest: digest.to_vec(),
+        }),
+    )? {
+        Response::Signature(s) => (
+            hex::encode(&s.signature),
+            s.signers,
+            hex::encode(&s.group_public_key),
+        ),
+        other => anyhow::bail!("sign_digest failed: {other:?}"),
+    };
+    log(
+        json_mode,
+        &format!(
+            "threshold signature by {signers:?}: {}…",
+            signature.get(..32).unwrap_or_default()
+        ),
+    );
+
+    // Offline checks with the auditor's CLI.
+    let sig_ok = Command::new(bin.join("verify"))
+        .args([
+            "signature",
+            "--group-public-key",
+            &group_key,
+            "--digest",
+            &hex::encode(digest),
+            "--signature",
+            &signature,
+        ])
+        .output()?
+        .status
+        .success();
+    let mut offline = Vec::new();
+    for (k, _) in &sockets {
+        let input = root.join(format!("{k}-manifest.cbor"));
+        if !input.exists() {
+            offline.push(json!({"kernel_id": k, "verified": false, "detail": "no manifest"}));
+            continue;
+        }
+        let out = Command::new(bin.join("verify"))
+            .args(["manifest", "--json", "--verifier-public-key", vkey.trim()])
+            .arg("--input")
+            .arg(&input)
+            .arg("--policy")
+            .arg(&policy_path)
+            .output()?;
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        offline.push(
+            json!({"kernel_id": k, "verified": out.status.success(), "checks": report["checks"]}),
+        );
+    }
+    log(
+        json_mode,
+        &format!(
+            "offline: signature valid = {sig_ok}; manifests verified = {}",
+            offline
+                .iter()
+                .filter(|o| o["verified"] == json!(true))
+                .count()
+        ),
+    );
+    let metrics: Value = std::fs::read(state_root.join("k1").join("proxy-metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let summary = json!({
+        "platform": "software (KEE1-L1) + swtpm vTPM",
+        "ceremony": {"threshold": 2, "signers": 3, "group_public_key": group_key},
+        "kernels": kernels,
+        "decisions": decisions,
+        "proxy": {"refused_non_allowlisted_method": refused, "k1_metrics": metrics},
+        "signature": {"digest": hex::encode(digest), "signature": signature, "signers": signers,
+                      "group_public_key": sig_group, "verified_offline": sig_ok},
+        "offline_verification": offline,
+        "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    drop(procs);
+    Ok(summary)
+}
+
+/// Human summary of the JSON.
+pub fn print_human(s: &Value) {
+    println!(
+        "== enclave appliance demo ({})",
+        s["platform"].as_str().unwrap_or_default()
+    );
+    println!(
+        "FROST {}-of-{} group key {}",
+        s["ceremony"]["threshold"],
+        s["ceremony"]["signers"],
+        s["ceremony"]["group_public_key"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    for k in s["kernels"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: attestation {} at {}, unsealed {}, boot-to-serving {} ms",
+            k["kernel_id"].as_str().unwrap_or_default(),
+            k["attestation_status"].as_str().unwrap_or_default(),
+            k["level"].as_str().unwrap_or_default(),
+            if k["unsealed"] == json!(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            k["boot_to_serving_ms"]
+        );
+    }
+    println!("Decisions (each recorded in k1's audit log):");
+    for d in s["decisions"].as_array().into_iter().flatten() {
+        println!(
+            "  {:5} {}  {}",
+            d["decision"].as_str().unwrap_or_default().to_uppercase(),
+            d["request"].as_str().unwrap_or_default(),
+            d["reasons"]
+        );
+    }
+    println!(
+        "Proxy refused a non-allowlisted method: {}",
+        s["proxy"]["refused_non_allowlisted_method"]
+    );
+    println!(
+        "Threshold signature by {}: verifies as Ed25519 under the group key offline: {}",
+        s["signature"]["signers"], s["signature"]["verified_offline"]
+    );
+    for o in s["offline_verification"].as_array().into_iter().flatten() {
+        println!(
+            "  offline `verify manifest` {}: {}",
+            o["kernel_id"].as_str().unwrap_or_default(),
+            if o["verified"] == json!(true) {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
+}
+
+/// Just enough of the manifest to read its status (xtask stays light: no attestation crate).
+mod attestation_view {
+    #[derive(serde::Deserialize)]
+    pub struct Manifest {
+        pub attestation_status: String,
+    }
+    pub fn sha256(data: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(data).into()
+    }
+}

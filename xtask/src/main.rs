@@ -1,0 +1,108 @@
+//! `cargo xtask <verb>`: the project's automation, needing nothing but Rust (it installs the
+//! Debian packages it needs when they are missing).
+//!
+//! * `demo [--json]` — builds the workspace and runs the end-to-end demo.
+//! * `test` — installs what the tests need and runs every test of the workspace.
+//! * `bench [NAME] [--json]` — runs the benchmarks and prints every figure of
+//!   docs/performance.md (`{"figures":[{"name","value","unit","peer","ratio"}]}` with --json).
+//!
+//! Exit codes: 0 success, 1 failure (the message says which step).
+
+mod client;
+mod demo;
+mod procs;
+mod setup;
+
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn usage() -> ! {
+    eprintln!("usage: cargo xtask demo [--json] | test | bench [NAME] [--json]");
+    std::process::exit(2)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let rest: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .filter(|a| *a != "--json")
+        .map(|s| s.as_str())
+        .collect();
+    match args.first().map(|s| s.as_str()) {
+        Some("demo") => {
+            setup::ensure_packages()?;
+            cargo(&["build", "--workspace", "--bins"])?;
+            let summary = demo::run(
+                &target_dir().join("debug"),
+                &target_dir().join("demo"),
+                json,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                demo::print_human(&summary);
+            }
+            let all_ok = summary["kernels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|k| k["unsealed"] == serde_json::json!(true))
+                && summary["signature"]["verified_offline"] == serde_json::json!(true)
+                && summary["offline_verification"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|o| o["verified"] == serde_json::json!(true));
+            if !all_ok {
+                bail!("demo finished but not every check passed (see above)");
+            }
+            Ok(())
+        }
+        Some("test") => {
+            setup::ensure_packages()?;
+            cargo(&["build", "--workspace", "--bins"])?;
+            cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"])
+        }
+        Some("bench") => {
+            setup::ensure_packages()?;
+            let mut a = vec!["bench", "-p", "e2e", "--bench", "spine", "--"];
+            if let Some(name) = rest.first() {
+                a.push(name);
+            }
+            if json {
+                a.push("--json");
+            }
+            cargo(&a)
+        }
+        _ => usage(),
+    }
+}

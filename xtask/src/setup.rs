@@ -1,0 +1,71 @@
+//! Installs what the demo and the tests need on a fresh Debian machine, when it is missing.
+
+use anyhow::{bail, Context};
+use std::process::Command;
+
+/// Debian packages the project needs at build or run time.
+pub const APT_PACKAGES: &[&str] = &[
+    "swtpm",
+    "swtpm-tools",
+    "tpm2-tools",
+    "libtss2-dev",
+    "pkg-config",
+];
+
+fn have(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Ensures swtpm, the TSS2 development files and pkg-config are present.
+pub fn ensure_packages() -> anyhow::Result<()> {
+    let ok = have("swtpm", &["--version"])
+        && have(
+            "pkg-config",
+            &["--exists", "tss2-esys", "tss2-tctildr", "tss2-mu"],
+        );
+    if ok {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} (apt-get)", APT_PACKAGES.join(" "));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.extend_from_slice(args);
+        let (prog, rest) = all.split_first().context("empty command")?;
+        let status = Command::new(prog)
+            .args(rest)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .with_context(|| format!("running {}", all.join(" ")))?;
+        if !status.success() {
+            bail!(
+                "`{}` failed; install these packages yourself: {}",
+                all.join(" "),
+                APT_PACKAGES.join(" ")
+            );
+        }
+        Ok(())
+    };
+    run(&["apt-get", "update", "-q"])?;
+    let mut install = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    install.extend_from_slice(APT_PACKAGES);
+    run(&install)?;
+    if !have("swtpm", &["--version"]) {
+        bail!("swtpm is still missing after apt-get install");
+    }
+    Ok(())
+}
