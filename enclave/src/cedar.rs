@@ -101,7 +101,18 @@ impl Engine {
                     .authorizer
                     .is_authorized(&request, &policies.set, &entities);
                 let diag = resp.diagnostics();
-                let policies_hit: Vec<String> = diag.reason().map(|id| id.to_string()).collect();
+                // Report a policy's `@id("...")` annotation when it has one, else Cedar's id.
+                let policies_hit: Vec<String> = diag
+                    .reason()
+                    .map(|id| {
+                        policies
+                            .set
+                            .policy(id)
+                            .and_then(|p| p.annotation("id"))
+                            .map(str::to_string)
+                            .unwrap_or_else(|| id.to_string())
+                    })
+                    .collect();
                 let errors: Vec<String> = diag.errors().map(|e| e.to_string()).collect();
                 let decision = match resp.decision() {
                     cedar_policy::Decision::Allow if errors.is_empty() => Decision::Allow,
