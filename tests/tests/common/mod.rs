@@ -130,6 +130,8 @@ pub struct Options {
     pub max_attempts: u32,
     pub kernels: usize,
     pub cedar_missing: bool,
+    /// Put a relay between the host proxies and the verifier that flips one byte of every bundle.
+    pub tamper_bundles: bool,
 }
 
 impl Default for Options {
@@ -142,6 +144,7 @@ impl Default for Options {
             max_attempts: 0,
             kernels: 3,
             cedar_missing: false,
+            tamper_bundles: false,
         }
     }
 }
@@ -168,7 +171,11 @@ impl Cluster {
         )
         .await
         .unwrap();
-        let verifier_addr = service.addr;
+        let verifier_addr = if opts.tamper_bundles {
+            tampering_relay(service.addr).await
+        } else {
+            service.addr
+        };
         let verifier_key = service.public_key.clone();
         if !opts.verifier_up {
             service.stop();
@@ -312,4 +319,47 @@ pub async fn raw(socket: &Path, body: &[u8]) -> Option<Response> {
     wire::write_frame(&mut s, body).await.ok()?;
     let body = wire::read_frame(&mut s).await.ok()?;
     wire::decode(&body).ok()
+}
+
+/// A man in the middle on the verifier path (what an untrusted host could do): forwards
+/// frames both ways and flips one byte in the middle of every evidence bundle.
+pub async fn tampering_relay(verifier: std::net::SocketAddr) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut down, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let Ok(mut up) = tokio::net::TcpStream::connect(verifier).await else {
+                    return;
+                };
+                loop {
+                    let Ok(frame) = wire::read_frame(&mut down).await else {
+                        return;
+                    };
+                    let frame = match wire::decode::<wire::verifier::VerifierRequest>(&frame) {
+                        Ok(wire::verifier::VerifierRequest::Appraise { mut bundle }) => {
+                            let mid = bundle.len() / 2;
+                            bundle[mid] ^= 0x01;
+                            wire::encode(&wire::verifier::VerifierRequest::Appraise { bundle })
+                                .unwrap()
+                        }
+                        _ => frame,
+                    };
+                    if wire::write_frame(&mut up, &frame).await.is_err() {
+                        return;
+                    }
+                    let Ok(resp) = wire::read_frame(&mut up).await else {
+                        return;
+                    };
+                    if wire::write_frame(&mut down, &resp).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
 }
