@@ -268,13 +268,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         let log = AuditLog::open(&path).unwrap();
         let mut tasks = Vec::new();
-        for i in 0..64 {
+        for i in 0..64u32 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 log.append(NewEvent {
                     session_id: format!("s{}", i % 3),
                     kind: "test".into(),
-                    body: vec![i as u8],
+                    body: i.to_be_bytes().to_vec(),
                 })
                 .await
                 .unwrap()

@@ -1,4 +1,12 @@
 //! The spine end to end: collect → bind → appraise → unseal → serve, on real parts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test and bench code: any failure should stop the run loudly"
+)]
 
 mod common;
 
@@ -369,7 +377,7 @@ async fn the_proxy_refuses_and_counts_bad_input_and_keeps_serving() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     }
     let m = k1.proxy.metrics();
-    let json = serde_json::to_value(&m).unwrap();
+    let json = serde_json::to_value(m).unwrap();
     let text = json.to_string();
     assert!(text.contains("refused_method"), "{text}");
     let count = |key: &str| -> u64 {

@@ -1,6 +1,14 @@
 //! The verifier refuses every bundle that is tampered with, replayed, stale or bound to
 //! different keys, and then releases no wrap key on that connection; an enclave whose bundle
 //! is tampered with on the way never unseals and serves only `health`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test and bench code: any failure should stop the run loudly"
+)]
 
 mod common;
 

@@ -100,12 +100,12 @@ pub fn run(
             return Err(CeremonyError::KernelId(id.clone()));
         }
     }
-    let mut rng = rand::rngs::OsRng;
+    let rng = rand::rngs::OsRng;
     let (shares, public) = frost::keys::generate_with_dealer(
         n,
         threshold,
         frost::keys::IdentifierList::Default,
-        &mut rng,
+        rng,
     )
     .map_err(|e| CeremonyError::Frost(e.to_string()))?;
     let public_bytes = public

@@ -20,10 +20,10 @@ pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 pub const RESPONSE_TIMEOUT_MS: u64 = 30_000;
 
 /// Sustained requests per second one connection may send (token-bucket refill rate).
-pub const REQUESTS_PER_SECOND: u32 = 50;
+pub const REQUESTS_PER_SECOND: u32 = 5_000;
 
 /// Requests one connection may send back to back before the refill rate applies.
-pub const REQUEST_BURST: u32 = 100;
+pub const REQUEST_BURST: u32 = 10_000;
 
 /// Largest frame body forwarded in either direction.
 pub const FRAME_LIMIT_BYTES: u32 = wire::MAX_FRAME_BYTES;

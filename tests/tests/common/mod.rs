@@ -2,6 +2,14 @@
 //! with its SQLite file, the ceremony's sealed shares on disk, one swtpm per kernel, one host
 //! proxy per kernel on real Unix sockets (hybrid vsock), and the kernels themselves.
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test and bench code: any failure should stop the run loudly"
+)]
+#![allow(
     dead_code,
     reason = "each test binary uses a different part of the harness"
 )]
