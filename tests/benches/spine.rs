@@ -139,7 +139,11 @@ fn main() {
     let json_out = args.iter().any(|a| a == "--json");
     let filter = args.iter().find(|a| !a.starts_with("--")).cloned();
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut figures = Vec::new();
     if wanted("boot_to_serving_ms") {
         let ms = rt.block_on(boot_to_serving());
@@ -155,16 +159,24 @@ fn main() {
             figures.push(json!({"name": "spine_evaluate_p50_ms", "value": p50, "unit": "ms", "peer": null, "ratio": null}));
         }
         if wanted("cedar_inprocess_evals_per_s") {
-            figures.push(json!({"name": "cedar_inprocess_evals_per_s", "value": raw, "unit": "evals/s",
-                "peer": "KEE-2 wall W1 (1,000 evals/s)", "ratio": raw / W1_EVALS_PER_S}));
+            figures.push(
+                json!({"name": "cedar_inprocess_evals_per_s", "value": raw, "unit": "evals/s",
+                "peer": "KEE-2 wall W1 (1,000 evals/s)", "ratio": raw / W1_EVALS_PER_S}),
+            );
         }
     }
     if json_out {
         println!("{}", json!({ "figures": figures }));
     } else {
         for f in &figures {
-            println!("{:32} {:>12.1} {:8} peer: {} ratio: {}", f["name"].as_str().unwrap_or_default(),
-                f["value"].as_f64().unwrap_or(0.0), f["unit"].as_str().unwrap_or_default(), f["peer"], f["ratio"]);
+            println!(
+                "{:32} {:>12.1} {:8} peer: {} ratio: {}",
+                f["name"].as_str().unwrap_or_default(),
+                f["value"].as_f64().unwrap_or(0.0),
+                f["unit"].as_str().unwrap_or_default(),
+                f["peer"],
+                f["ratio"]
+            );
         }
     }
 }

@@ -101,13 +101,9 @@ pub fn run(
         }
     }
     let rng = rand::rngs::OsRng;
-    let (shares, public) = frost::keys::generate_with_dealer(
-        n,
-        threshold,
-        frost::keys::IdentifierList::Default,
-        rng,
-    )
-    .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let (shares, public) =
+        frost::keys::generate_with_dealer(n, threshold, frost::keys::IdentifierList::Default, rng)
+            .map_err(|e| CeremonyError::Frost(e.to_string()))?;
     let public_bytes = public
         .serialize()
         .map_err(|e| CeremonyError::Frost(e.to_string()))?;
