@@ -153,6 +153,7 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
     let mut platform_items = 0usize;
     let mut pcrs = BTreeMap::new();
     let mut tpm_seen = false;
+    let mut unverified_platform: Option<&'static str> = None;
     let binding = bundle.binding();
 
     if bundle.nonce() != ctx.expected_nonce {
@@ -206,6 +207,7 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
             other => {
                 if matches!(other, EvidenceKind::SevSnp | EvidenceKind::Tdx) {
                     platform_items += 1;
+                    unverified_platform = Some(other.as_str());
                 }
                 identity.push(format!(
                     "`{}` evidence cannot be verified by this verifier build",
@@ -234,7 +236,14 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
 
     // Hardware / level.
     let level = platform_level.unwrap_or(bundle.level());
-    if platform_items != 1 {
+    if let Some(kind) = unverified_platform {
+        push(
+            &mut claims,
+            claim::HARDWARE,
+            Tier::Contraindicated,
+            format!("`{kind}` platform evidence was not verified by this verifier build"),
+        );
+    } else if platform_items != 1 {
         push(
             &mut claims,
             claim::HARDWARE,
@@ -352,5 +361,53 @@ mod tests {
         let mut q = p.clone();
         q.allowed_levels = vec![Level::L3];
         assert_ne!(p.reference_digest(), q.reference_digest());
+    }
+
+    #[test]
+    fn unverifiable_platform_evidence_is_contraindicated_even_under_an_l3_policy() {
+        use crate::ak::AttestationKey;
+        use crate::bundle::{sign_bundle, BundleClaims, UnverifiedBundle, BUNDLE_VERSION};
+        use crate::evidence::EvidenceItem;
+        let ak = AttestationKey::generate().unwrap();
+        let now = crate::now_ms();
+        let claims = BundleClaims {
+            version: BUNDLE_VERSION,
+            kernel_id: "k1".into(),
+            level: Level::L3,
+            nonce: vec![1; 32],
+            manifest_draft_hash: vec![2; 32],
+            ak_public: ak.public_key().to_vec(),
+            key_exchange_public: vec![3; 32],
+            created_at_ms: now,
+            items: vec![EvidenceItem {
+                kind: EvidenceKind::SevSnp,
+                data: vec![0; 1184],
+            }],
+        };
+        let bytes = sign_bundle(&claims, &ak).unwrap();
+        let b = UnverifiedBundle::parse(&bytes)
+            .unwrap()
+            .verify_signature()
+            .unwrap();
+        let policy = AppraisalPolicy::from_json(
+            r#"{"policy_id":"gov","allowed_levels":["KEE1-L3"],"max_evidence_age_ms":60000}"#,
+        )
+        .unwrap();
+        let nonce = Nonce::new([1; 32]);
+        let a = appraise(
+            &b,
+            &AppraisalContext {
+                policy: &policy,
+                expected_nonce: &nonce,
+                now_ms: now,
+            },
+        );
+        assert_eq!(a.status, Tier::Contraindicated);
+        let hw = a
+            .claims
+            .iter()
+            .find(|c| c.claim == claim::HARDWARE)
+            .unwrap();
+        assert_eq!(hw.tier, Tier::Contraindicated, "{hw:?}");
     }
 }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 /// Boot a governance kernel: attest, get appraised, unseal, serve.
 ///
-/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the kernel cannot start.
+/// Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the kernel cannot start,
+/// 2 usage error.
 /// A kernel that is refused by the verifier keeps running and serves only `health`, which
 /// says why.
 #[derive(Parser, Debug)]

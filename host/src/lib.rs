@@ -3,10 +3,12 @@
 //! # Threat model
 //!
 //! Everything in this crate runs outside the trust boundary. The host launches one
-//! confidential VM per governance kernel and carries its traffic, but governance calls are
-//! end-to-end protected between clients and the enclave (TLS terminates inside the CVM),
-//! and the enclave authenticates peer-kernel calls itself. The host can therefore drop,
-//! delay or refuse traffic, never read or forge it. What this crate adds is *narrowness*:
+//! confidential VM per governance kernel and carries its traffic. What it cannot do is make
+//! a kernel unseal (the wrap key travels encrypted to the key in the kernel's signed bundle)
+//! or forge peer-kernel calls (the enclave checks their attestation results and signatures).
+//! Client governance calls are plain CBOR through the host today; attested TLS terminating
+//! inside the CVM is the design's next step, after which the host sees only ciphertext.
+//! What this crate adds is *narrowness*:
 //!
 //! * the [`proxy`] is the only path into or out of a guest; inbound, only allowlisted
 //!   methods pass; outbound, only the configured destinations have a listener at all;

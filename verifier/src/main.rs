@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// Relying party and key broker for governance kernels.
 ///
-/// Exit codes: 0 success, 1 failure (the message says which check or file).
+/// Exit codes: 0 success, 1 failure (the message says which check or file), 2 usage error.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {

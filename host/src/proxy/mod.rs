@@ -1,7 +1,8 @@
 //! The vsock proxy: the only path into or out of an enclave.
 //!
-//! The host is untrusted. It cannot read governance traffic (TLS terminates inside the
-//! enclave) and it cannot forge it; what it can do is decide which bytes reach the guest.
+//! The host is untrusted. It cannot unseal a kernel or forge peer-kernel calls (both are
+//! protected end to end by the kernels' keys); client calls are plain CBOR until attested TLS
+//! inside the enclave lands. What it can do is decide which bytes reach the guest.
 //! This module makes that decision narrow and visible:
 //!
 //! * **inbound** ([`inbound`]): clients connect to one listen endpoint; each request frame
