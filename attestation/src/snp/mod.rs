@@ -7,8 +7,22 @@
 //!
 //! Verification of SNP evidence (VCEK chain to the AMD roots, report signature, TCB) is
 //! appraised elsewhere; until a build carries it, an SNP item is contraindicated (fail closed).
+//!
+//! Verifier side, by RATS role: [`report`] frames the 1184-byte report (evidence),
+//! [`endorser`] pins the AMD roots and checks VCEK/VLEK chains, [`verify`] checks the report
+//! signature and its TCB binding and yields a [`VerifiedSnpReport`].
 
 use serde::{Deserialize, Serialize};
+
+pub mod endorser;
+pub mod error;
+pub mod report;
+pub mod verify;
+
+pub use endorser::{verify_vek, Product, VerifiedVek};
+pub use error::SnpError;
+pub use report::{GuestPolicy, SigningKey, TcbParts, TcbVersion, UnverifiedSnpReport};
+pub use verify::{verify_snp, VerifiedSnpReport};
 
 /// The guest device the collector talks to.
 pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
