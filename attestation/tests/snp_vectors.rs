@@ -7,12 +7,17 @@ use attestation::snp::{verify_snp, SigningKey, SnpError, UnverifiedSnpReport, RE
 use proptest::prelude::*;
 use std::path::PathBuf;
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "a missing vector must fail the test loudly, naming the file"
+)]
 fn vector(rel: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors/snp")
         .join(rel);
     std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("snp vector `{}` is missing: {e}", path.display()))
+        .map_err(|e| format!("snp vector `{}` is missing: {e}", path.display()))
+        .unwrap()
 }
 
 /// (name, report, vcek) for every valid report vector.
@@ -40,10 +45,12 @@ fn valid() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 fn every_valid_report_verifies() {
     for (name, report, vcek) in valid() {
         let inferred = verify_snp(&report, &vcek, None)
-            .unwrap_or_else(|e| panic!("{name}: inferred product: {e}"));
+            .map_err(|e| format!("{name}: inferred product: {e}"))
+            .unwrap();
         assert_eq!(inferred.product(), Product::Milan, "{name}");
         let given = verify_snp(&report, &vcek, Some(Product::Milan))
-            .unwrap_or_else(|e| panic!("{name}: milan: {e}"));
+            .map_err(|e| format!("{name}: milan: {e}"))
+            .unwrap();
         assert_eq!(given.signing_key(), SigningKey::Vcek);
         assert_eq!(given.version(), 2);
         assert_eq!(given.vmpl(), given.report().vmpl);
@@ -69,7 +76,10 @@ fn go_sev_guest_fields() {
         (tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode, tcb.fmc),
         (2, 0, 5, 68, None)
     );
-    assert!(!r.policy().debug_allowed());
+    // POLICY = 0x0b0000: SMT (bit 16), reserved-one (bit 17), DEBUG (bit 19).
+    assert_eq!(r.policy().0, 0x0b_0000);
+    assert!(r.policy().debug_allowed() && r.policy().smt_allowed());
+    assert!(!r.policy().migrate_ma_allowed());
 }
 
 #[test]
@@ -79,7 +89,10 @@ fn vcek_byte_42_breaks_the_chain() {
         bad[42] ^= 0x01;
         let err = verify_snp(&report, &bad, Some(Product::Milan)).unwrap_err();
         assert!(
-            matches!(err, SnpError::ChainBroken { .. } | SnpError::VekMalformed(_)),
+            matches!(
+                err,
+                SnpError::ChainBroken { .. } | SnpError::VekMalformed(_)
+            ),
             "{name}: {err}"
         );
         assert!(verify_snp(&report, &bad, None).is_err(), "{name}");
@@ -106,7 +119,10 @@ fn wrong_product_root_fails() {
     for (name, report, vcek) in valid() {
         for p in [Product::Genoa, Product::Turin] {
             let err = verify_snp(&report, &vcek, Some(p)).unwrap_err();
-            assert!(matches!(err, SnpError::ChainBroken { product, .. } if product == p), "{name}: {err}");
+            assert!(
+                matches!(err, SnpError::ChainBroken { product, .. } if product == p),
+                "{name}: {err}"
+            );
         }
         // The VCEK presented as a VLEK must not chain to the ASVK.
         assert!(verify_vek(&vcek, Some(Product::Milan), SigningKey::Vlek).is_err());
@@ -157,7 +173,10 @@ fn every_truncation_is_rejected() {
     for (name, report, vcek) in valid() {
         for len in 0..report.len() {
             let err = verify_snp(&report[..len], &vcek, None).unwrap_err();
-            assert!(matches!(err, SnpError::WrongSize { len: l } if l == len), "{name} {len}");
+            assert!(
+                matches!(err, SnpError::WrongSize { len: l } if l == len),
+                "{name} {len}"
+            );
         }
         let mut long = report.clone();
         long.push(0);
@@ -166,7 +185,10 @@ fn every_truncation_is_rejected() {
             Err(SnpError::WrongSize { .. })
         ));
         for len in [0, 1, 42, vcek.len() - 1] {
-            assert!(verify_snp(&report, &vcek[..len], None).is_err(), "{name} vcek {len}");
+            assert!(
+                verify_snp(&report, &vcek[..len], None).is_err(),
+                "{name} vcek {len}"
+            );
         }
     }
 }

@@ -214,7 +214,9 @@ pub struct UnverifiedSnpReport {
 }
 
 fn field<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], SnpError> {
-    let end = off.checked_add(N).ok_or(SnpError::WrongSize { len: b.len() })?;
+    let end = off
+        .checked_add(N)
+        .ok_or(SnpError::WrongSize { len: b.len() })?;
     b.get(off..end)
         .and_then(|s| <[u8; N]>::try_from(s).ok())
         .ok_or(SnpError::WrongSize { len: b.len() })
@@ -348,8 +350,14 @@ mod tests {
         use crate::snp::endorser::Product;
         let t = TcbVersion(u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
         let m = t.parts(Product::Milan);
-        assert_eq!((m.bootloader, m.tee, m.snp, m.microcode, m.fmc), (1, 2, 7, 8, None));
+        assert_eq!(
+            (m.bootloader, m.tee, m.snp, m.microcode, m.fmc),
+            (1, 2, 7, 8, None)
+        );
         let u = t.parts(Product::Turin);
-        assert_eq!((u.fmc, u.bootloader, u.tee, u.snp, u.microcode), (Some(1), 2, 3, 4, 8));
+        assert_eq!(
+            (u.fmc, u.bootloader, u.tee, u.snp, u.microcode),
+            (Some(1), 2, 3, 4, 8)
+        );
     }
 }

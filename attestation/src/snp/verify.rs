@@ -168,8 +168,8 @@ impl UnverifiedSnpReport {
         }
         let r = scalar_be(&self.signature_r)?;
         let s = scalar_be(&self.signature_s)?;
-        let sig = p384::ecdsa::Signature::from_scalars(r, s)
-            .map_err(|_| SnpError::SignatureMalformed)?;
+        let sig =
+            p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| SnpError::SignatureMalformed)?;
         vek.key()
             .verify(&self.signed, &sig)
             .map_err(|_| SnpError::BadReportSignature)?;

@@ -271,7 +271,11 @@ fn extension<'a>(
     Ok(found)
 }
 
-fn spl(cert: &x509_cert::Certificate, name: &'static str, oid: &'static str) -> Result<u8, SnpError> {
+fn spl(
+    cert: &x509_cert::Certificate,
+    name: &'static str,
+    oid: &'static str,
+) -> Result<u8, SnpError> {
     let value = extension(cert, name, oid)?.ok_or(SnpError::ExtensionMissing { name, oid })?;
     u8::from_der(value).map_err(|_| SnpError::ExtensionMalformed { name })
 }
