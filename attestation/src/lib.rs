@@ -27,6 +27,7 @@ pub mod sealing;
 pub mod snp;
 pub mod software;
 pub mod tdx;
+pub mod time;
 pub mod tpm;
 
 pub use binding::{BindingValue, Level, Nonce};

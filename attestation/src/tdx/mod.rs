@@ -6,8 +6,24 @@
 //! DCAP quote from `outblob`, check `generation` did not change underneath us, remove the
 //! directory. Intel's `tdx-guest` crate needs nightly Rust, so it is not used.
 //!
-//! Verification of TDX quotes (PCK chain, collateral, TCB status) is appraised elsewhere;
-//! until a build carries it, a TDX item is contraindicated (fail closed).
+//! Verifier side, by RATS role: [`quote`] frames DCAP quotes v4/v5 (evidence),
+//! [`collateral`] holds Intel's endorsements (PCK CRLs, TCB info, QE identity), [`verify`]
+//! checks the quote against them and the pinned Intel root (through `dcap-qvl`), and
+//! [`crate::reference`] appraises the verified quote against reference values.
+
+pub mod collateral;
+pub mod error;
+pub mod pck;
+pub mod quote;
+pub mod verify;
+
+pub use collateral::Collateral;
+pub use error::TdxError;
+pub use quote::{TdReport, UnverifiedTdxQuote};
+pub use verify::{
+    verify_tdx, verify_tdx_signatures, TcbStatus, TdxVerifier, VerifiedTdxQuote,
+    INTEL_SGX_ROOT_CA_DER,
+};
 
 use crate::binding::{BindingValue, Level};
 use crate::evidence::{Attester, CollectError, EvidenceItem, EvidenceKind};
