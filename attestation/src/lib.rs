@@ -22,6 +22,7 @@ pub mod bundle;
 pub mod cose;
 pub mod evidence;
 pub mod manifest;
+pub mod reference;
 pub mod result;
 pub mod sealing;
 pub mod snp;
@@ -29,6 +30,7 @@ pub mod software;
 pub mod tdx;
 pub mod time;
 pub mod tpm;
+pub mod verdict;
 
 pub use binding::{BindingValue, Level, Nonce};
 pub use evidence::{Attester, CollectError, EvidenceItem, EvidenceKind};

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ceremony;
+pub mod evidence;
 pub mod offline;
 pub mod service;
 pub mod store;

@@ -55,6 +55,9 @@ pub enum SnpError {
         #[source]
         source: std::io::Error,
     },
+    /// "ca bundle refused: {0}": a user-supplied ASK/ARK bundle is not AMD's pinned one.
+    #[error("ca bundle refused: {0}")]
+    CaBundle(String),
     /// "vek chains to none of the pinned amd roots (milan, genoa, turin)".
     #[error("vek chains to none of the pinned amd roots (milan, genoa, turin)")]
     NoProductRoot,
@@ -102,4 +105,28 @@ pub enum SnpError {
         /// Product of the chain.
         product: Product,
     },
+}
+
+impl SnpError {
+    /// Short, stable name of the check that failed (used as the claim's check name).
+    pub fn check(&self) -> &'static str {
+        match self {
+            Self::WrongSize { .. }
+            | Self::UnsupportedVersion { .. }
+            | Self::UnsupportedSignatureAlgorithm { .. }
+            | Self::UnsupportedSigningKey { .. } => "report-format",
+            Self::SignatureNotCanonical | Self::SignatureMalformed | Self::BadReportSignature => {
+                "report-signature"
+            }
+            Self::VekMalformed(_) | Self::VekKey => "vek-format",
+            Self::ChainBroken { .. }
+            | Self::CaBundle(_)
+            | Self::NoProductRoot
+            | Self::PinnedRoot { .. }
+            | Self::ProductMismatch { .. } => "vek-chain",
+            Self::ExtensionMissing { .. } | Self::ExtensionMalformed { .. } => "vek-extensions",
+            Self::TcbMismatch { .. } => "vek-tcb",
+            Self::ChipIdMismatch => "vek-chip-id",
+        }
+    }
 }

@@ -73,6 +73,11 @@ pub struct UnverifiedQuote {
 }
 
 impl UnverifiedQuote {
+    /// `extraData`: the qualifying data the quote carries (not yet verified).
+    pub fn extra_data(&self) -> &[u8] {
+        &self.extra_data
+    }
+
     /// Parses a marshalled TPMS_ATTEST (Part 2 §10.12.12) carrying a TPMS_QUOTE_INFO
     /// (§10.12.4). Refuses any other magic or attestation type.
     pub fn parse(bytes: &[u8]) -> Result<Self, TpmError> {
@@ -258,6 +263,14 @@ pub struct AkPublic {
 }
 
 impl AkPublic {
+    /// Size in bytes of an RSA key's modulus (0 for ECC keys).
+    pub fn rsa_modulus_bytes(&self) -> usize {
+        match &self.key {
+            AkKey::Rsa { n, .. } => n.len(),
+            AkKey::Ecc { .. } => 0,
+        }
+    }
+
     /// Parses a marshalled TPMT_PUBLIC (§12.2.4) of an RSA or ECC key, and requires the key to
     /// be a restricted signing key (`TPMA_OBJECT` `restricted` and `sign`, §8.3.2): only such a
     /// key guarantees that a signed structure starting with `TPM_GENERATED_VALUE` came from

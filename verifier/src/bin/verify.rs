@@ -1,11 +1,19 @@
 //! `verify`: offline verification for resource providers and auditors.
 //!
-//! Exit codes: 0 verified, 1 not verified (the report says which check failed), 2 bad usage
-//! or unreadable input.
+//! Evidence: `verify snp|tdx|tpm|bundle` (real vendor evidence with vendor roots pinned in the
+//! binary and collateral from files); kernel artefacts: `verify manifest|signature`.
+//!
+//! Exit codes: 0 affirming / verified, 1 not affirming (a contraindicated claim; the report
+//! says which check failed), 2 bad usage or unreadable input. `--json` prints the EAR-shaped
+//! result with a reason per check (see docs/verify.md).
 
 use anyhow::Context;
+use attestation::reference::ReferenceValues;
+use attestation::snp::endorser::Product;
+use attestation::verdict::Verdict;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use verifier::evidence;
 
 /// Verify a kernel's manifest, evidence and attestation result, or a threshold signature,
 /// offline with nothing but the verifier's public key (and optionally the policy).
@@ -17,10 +25,70 @@ struct Cli {
     /// Print the report as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Reference values JSON (docs/reference-values.md).
+    #[arg(long, global = true)]
+    reference: Option<PathBuf>,
+    /// Expected report data / qualifying data / bundle nonce, hex.
+    #[arg(long, global = true)]
+    nonce: Option<String>,
+    /// Verification time (RFC 3339) for certificate and collateral windows; default: now.
+    #[arg(long, global = true)]
+    now: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Verify an AMD SEV-SNP attestation report with its VCEK/VLEK against the pinned AMD roots.
+    Snp {
+        /// The 1184-byte report (binary).
+        #[arg(long)]
+        report: PathBuf,
+        /// The VCEK or VLEK certificate (DER or PEM).
+        #[arg(long)]
+        vek: PathBuf,
+        /// ASK/ASVK + ARK bundle (PEM); must be AMD's pinned certificates, selects the product.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// milan, genoa or turin (inferred from the VEK's chain when absent).
+        #[arg(long)]
+        product: Option<Product>,
+    },
+    /// Verify an Intel TDX quote (v4/v5) with collateral against the pinned Intel SGX root.
+    Tdx {
+        /// The quote (binary, or hex text).
+        #[arg(long)]
+        quote: PathBuf,
+        /// Collateral JSON (PCK CRL, root CA CRL, TCB info, QE identity, issuer chains); without
+        /// it only the chain and signatures are checked and the TCB is not evaluated.
+        #[arg(long)]
+        collateral: Option<PathBuf>,
+    },
+    /// Verify a TPM 2.0 quote: signature with the AK, qualifying data, PCR digest, PCRs.
+    Tpm {
+        /// Evidence file: this project's TpmEvidence (CBOR) or trustee's tpm_evidence.json.
+        #[arg(long, conflicts_with_all = ["quote", "signature", "ak_pub", "pcrs"])]
+        evidence: Option<PathBuf>,
+        /// TPMS_ATTEST (binary).
+        #[arg(long, requires_all = ["signature", "ak_pub", "pcrs"])]
+        quote: Option<PathBuf>,
+        /// TPMT_SIGNATURE (binary), or a bare RSASSA-SHA256 signature for an RSA AK.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The AK: TPMT_PUBLIC (binary) or RSA SubjectPublicKeyInfo (PEM/DER).
+        #[arg(long)]
+        ak_pub: Option<PathBuf>,
+        /// PCR values: `N: HEX` lines or JSON.
+        #[arg(long)]
+        pcrs: Option<PathBuf>,
+    },
+    /// Verify this project's own evidence bundle (COSE_Sign1) and every item in it.
+    Bundle {
+        /// The bundle (CBOR COSE_Sign1).
+        file: PathBuf,
+        /// TDX collateral JSON, for bundles carrying a TDX quote.
+        #[arg(long)]
+        tdx_collateral: Option<PathBuf>,
+    },
     /// Check a `manifest` answer saved as CBOR (the body of the enclave's `manifest` response).
     Manifest {
         /// File with the CBOR `ManifestInfo` (manifest, manifest_hash, bundle, result).
@@ -56,9 +124,131 @@ fn key_arg(s: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(text.trim()).context("key is not hex")
 }
 
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))
+}
+
+fn print_verdict(v: &Verdict, json: bool) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        println!("{} evidence: {}", v.evidence, v.status.as_str());
+        for c in &v.checks {
+            println!("  [{:<15}] {:<22} {}", c.tier.as_str(), c.check, c.reason);
+        }
+        for (k, m) in &v.measured {
+            println!("  {k} = {m}");
+        }
+    }
+    Ok(v.affirming())
+}
+
+fn now_unix(now: Option<&str>) -> anyhow::Result<u64> {
+    match now {
+        Some(s) => {
+            let t = attestation::time::rfc3339_to_unix(s)
+                .with_context(|| format!("--now `{s}` is not an RFC 3339 time"))?;
+            u64::try_from(t).context("--now is before 1970")
+        }
+        None => Ok(attestation::now_ms() / 1000),
+    }
+}
+
 fn run() -> anyhow::Result<bool> {
     let cli = Cli::parse();
+    let reference = match &cli.reference {
+        Some(p) => ReferenceValues::from_json(&read(p)?)?,
+        None => ReferenceValues::default(),
+    };
+    let nonce = cli
+        .nonce
+        .as_deref()
+        .map(evidence::hex_arg)
+        .transpose()
+        .context("--nonce")?;
+    let now = now_unix(cli.now.as_deref())?;
     match cli.cmd {
+        Cmd::Snp {
+            report,
+            vek,
+            ca,
+            product,
+        } => {
+            let ca = ca.as_deref().map(read).transpose()?;
+            let v = evidence::snp(
+                &read(&report)?,
+                &read(&vek)?,
+                ca.as_deref(),
+                product,
+                &reference,
+                nonce.as_deref(),
+            )?;
+            print_verdict(&v, cli.json)
+        }
+        Cmd::Tdx { quote, collateral } => {
+            let collateral = collateral
+                .as_deref()
+                .map(|p| {
+                    attestation::tdx::Collateral::from_json(&read(p)?).map_err(anyhow::Error::from)
+                })
+                .transpose()?;
+            let verifier = attestation::tdx::TdxVerifier::default();
+            let v = evidence::tdx(
+                &verifier,
+                &read(&quote)?,
+                collateral.as_ref(),
+                now,
+                &reference,
+                nonce.as_deref(),
+            );
+            print_verdict(&v, cli.json)
+        }
+        Cmd::Tpm {
+            evidence: file,
+            quote,
+            signature,
+            ak_pub,
+            pcrs,
+        } => {
+            let input = match (file, quote, signature, ak_pub, pcrs) {
+                (Some(f), ..) => evidence::tpm_evidence_file(&read(&f)?)?,
+                (None, Some(q), Some(s), Some(a), Some(p)) => {
+                    let ak = evidence::ak_file(&read(&a)?)?;
+                    evidence::TpmInput {
+                        attest: read(&q)?,
+                        signature: evidence::tpm_signature(&read(&s)?, &ak),
+                        ak,
+                        pcrs: evidence::pcrs_file(&read(&p)?)?,
+                    }
+                }
+                _ => anyhow::bail!(
+                    "give --evidence FILE, or all of --quote, --signature, --ak-pub and --pcrs"
+                ),
+            };
+            print_verdict(
+                &evidence::tpm(&input, &reference, nonce.as_deref()),
+                cli.json,
+            )
+        }
+        Cmd::Bundle {
+            file,
+            tdx_collateral,
+        } => {
+            let collateral = tdx_collateral
+                .as_deref()
+                .map(|p| {
+                    attestation::tdx::Collateral::from_json(&read(p)?).map_err(anyhow::Error::from)
+                })
+                .transpose()?;
+            let v = evidence::bundle(
+                &read(&file)?,
+                &reference,
+                nonce.as_deref(),
+                collateral.as_ref(),
+                now,
+            );
+            print_verdict(&v, cli.json)
+        }
         Cmd::Manifest {
             input,
             verifier_public_key,

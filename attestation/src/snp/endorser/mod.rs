@@ -321,6 +321,35 @@ fn read_claims(
     Ok(VekClaims { tcb, hwid })
 }
 
+/// Checks a CA bundle a user supplied (`verify snp --ca PEM`: ASK or ASVK and ARK, as AMD's
+/// KDS `cert_chain` serves them): every certificate in it must be byte-identical to a pinned
+/// certificate of one product, which is returned. Trust never comes from the file; it only
+/// selects (and must agree with) the pinned roots.
+pub fn check_ca_bundle(pem: &[u8]) -> Result<Product, SnpError> {
+    use x509_cert::der::Encode;
+    let given = x509_cert::Certificate::load_pem_chain(pem)
+        .map_err(|e| SnpError::CaBundle(format!("not pem certificates: {e}")))?;
+    if given.is_empty() {
+        return Err(SnpError::CaBundle("no certificate".into()));
+    }
+    let given: Vec<Vec<u8>> = given.iter().filter_map(|c| c.to_der().ok()).collect();
+    for product in Product::ALL {
+        let (ark, ask, asvk) = product.pinned_pem();
+        let pinned: Vec<Vec<u8>> = [ark, ask, asvk]
+            .iter()
+            .filter_map(|p| x509_cert::Certificate::load_pem_chain(p).ok())
+            .flatten()
+            .filter_map(|c| c.to_der().ok())
+            .collect();
+        if given.iter().all(|g| pinned.contains(g)) {
+            return Ok(product);
+        }
+    }
+    Err(SnpError::CaBundle(
+        "a certificate in it is not one of the pinned amd milan, genoa or turin cas".into(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
