@@ -11,7 +11,6 @@ use super::report::{
     CpuId, GuestPolicy, PlatformInfo, SigningKey, TcbParts, TcbVersion, UnverifiedSnpReport,
     P384_SCALAR_BYTES, SIG_ALGO_ECDSA_P384_SHA384, SIG_COMPONENT_BYTES,
 };
-use p384::ecdsa::signature::Verifier;
 
 /// A report whose signature, endorsement chain and TCB binding have been checked. Only
 /// [`verify_snp`] and [`UnverifiedSnpReport::verify_with`] make one.
@@ -168,11 +167,19 @@ impl UnverifiedSnpReport {
         }
         let r = scalar_be(&self.signature_r)?;
         let s = scalar_be(&self.signature_s)?;
-        let sig =
-            p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| SnpError::SignatureMalformed)?;
-        vek.key()
-            .verify(&self.signed, &sig)
-            .map_err(|_| SnpError::BadReportSignature)?;
+        // Scalars must be in range (typed error) before the signature check proper.
+        p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| SnpError::SignatureMalformed)?;
+        let mut rs = [0u8; 2 * P384_SCALAR_BYTES];
+        let (rd, sd) = rs.split_at_mut(P384_SCALAR_BYTES);
+        rd.copy_from_slice(&r);
+        sd.copy_from_slice(&s);
+        // ring's P-384 is several times faster than the pure-Rust one; same ECDSA check.
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P384_SHA384_FIXED,
+            vek.point(),
+        )
+        .verify(self.signed.as_slice(), &rs)
+        .map_err(|_| SnpError::BadReportSignature)?;
 
         let product = vek.product();
         if let Some(cpuid) = self.cpuid {

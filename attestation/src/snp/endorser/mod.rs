@@ -168,7 +168,8 @@ pub struct VekClaims {
 pub struct VerifiedVek {
     product: Product,
     kind: SigningKey,
-    key: p384::ecdsa::VerifyingKey,
+    /// SEC1 uncompressed point of the key (what `ring` verifies with).
+    point: Vec<u8>,
     claims: VekClaims,
 }
 
@@ -185,8 +186,9 @@ impl VerifiedVek {
     pub fn claims(&self) -> &VekClaims {
         &self.claims
     }
-    pub(crate) fn key(&self) -> &p384::ecdsa::VerifyingKey {
-        &self.key
+    /// The key as a SEC1 uncompressed P-384 point.
+    pub(crate) fn point(&self) -> &[u8] {
+        &self.point
     }
 }
 
@@ -246,7 +248,7 @@ pub fn verify_vek(
     Ok(VerifiedVek {
         product,
         kind,
-        key,
+        point: key.to_encoded_point(false).as_bytes().to_vec(),
         claims,
     })
 }
