@@ -36,6 +36,17 @@ pub struct AppraisalPolicy {
     /// How long an issued nonce may be used.
     #[serde(default = "default_nonce_ttl_ms")]
     pub nonce_ttl_ms: u64,
+    /// Reference values for SEV-SNP / TDX / TPM evidence (docs/reference-values.md).
+    #[serde(default, skip_serializing_if = "is_default_reference")]
+    pub reference: crate::reference::ReferenceValues,
+    /// Intel collateral for TDX quotes (the `verify tdx --collateral` JSON); without it a TDX
+    /// platform is never affirmed (its TCB cannot be evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx_collateral: Option<crate::tdx::Collateral>,
+}
+
+fn is_default_reference(r: &crate::reference::ReferenceValues) -> bool {
+    *r == crate::reference::ReferenceValues::default()
 }
 
 fn default_result_ttl_ms() -> u64 {
@@ -90,12 +101,17 @@ impl AppraisalPolicy {
             allowed_levels: &'a [Level],
             require_tpm: bool,
             expected_pcrs: &'a BTreeMap<u8, String>,
+            // Absent when empty, so digests of policies without platform reference values do
+            // not change. Collateral is not a reference value (it is refreshed monthly).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            platform: Option<&'a crate::reference::ReferenceValues>,
         }
         let bytes = wire::encode(&Reference {
             policy_id: &self.policy_id,
             allowed_levels: &self.allowed_levels,
             require_tpm: self.require_tpm,
             expected_pcrs: &self.expected_pcrs,
+            platform: (!is_default_reference(&self.reference)).then_some(&self.reference),
         })
         .unwrap_or_default();
         crate::sha256(&bytes)
@@ -145,6 +161,61 @@ fn push(claims: &mut Vec<TrustClaim>, name: &str, tier: Tier, reason: impl Into<
     });
 }
 
+/// Verifies and appraises an SEV-SNP item (report + the VEK the host returned with it) or a
+/// TDX item (quote, against the policy's collateral) with REPORT_DATA = the binding value.
+fn appraise_platform_item(
+    item: &crate::EvidenceItem,
+    binding: &crate::BindingValue,
+    ctx: &AppraisalContext<'_>,
+) -> crate::verdict::Verdict {
+    use crate::verdict::{appraise_snp, appraise_tdx, Verdict};
+    let expected = Some(&binding.as_bytes()[..]);
+    match item.kind {
+        EvidenceKind::SevSnp => {
+            let ev: crate::snp::SnpEvidence = match wire::decode(&item.data) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    return Verdict::failed(
+                        "sev-snp",
+                        "evidence-format",
+                        claim::HARDWARE,
+                        format!("not SnpEvidence CBOR: {e}"),
+                    )
+                }
+            };
+            let vek = ev
+                .certs
+                .iter()
+                .find(|c| c.guid == crate::snp::VCEK_GUID || c.guid == crate::snp::VLEK_GUID)
+                .map(|c| c.der.as_slice())
+                .unwrap_or_default();
+            match crate::snp::verify_snp(&ev.report, vek, None) {
+                Ok(r) => appraise_snp(
+                    &r,
+                    &ctx.policy.reference.snp.clone().unwrap_or_default(),
+                    expected,
+                ),
+                Err(e) => Verdict::failed("sev-snp", e.check(), claim::HARDWARE, e.to_string()),
+            }
+        }
+        _ => {
+            let now_s = ctx.now_ms / 1000;
+            let verified = match &ctx.policy.tdx_collateral {
+                Some(c) => crate::tdx::verify_tdx(&item.data, c, now_s),
+                None => crate::tdx::verify_tdx_signatures(&item.data, now_s),
+            };
+            match verified {
+                Ok(q) => appraise_tdx(
+                    &q,
+                    &ctx.policy.reference.tdx.clone().unwrap_or_default(),
+                    expected,
+                ),
+                Err(e) => Verdict::failed("tdx", e.check(), claim::HARDWARE, e.to_string()),
+            }
+        }
+    }
+}
+
 /// Appraises a verified bundle.
 pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisal {
     let mut identity: Vec<String> = Vec::new();
@@ -153,7 +224,7 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
     let mut platform_items = 0usize;
     let mut pcrs = BTreeMap::new();
     let mut tpm_seen = false;
-    let mut unverified_platform: Option<&'static str> = None;
+    let mut platform_problems: Vec<String> = Vec::new();
     let binding = bundle.binding();
 
     if bundle.nonce() != ctx.expected_nonce {
@@ -204,11 +275,38 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
                     Err(e) => identity.push(format!("tpm quote rejected: {e}")),
                 }
             }
-            other => {
-                if matches!(other, EvidenceKind::SevSnp | EvidenceKind::Tdx) {
-                    platform_items += 1;
-                    unverified_platform = Some(other.as_str());
+            EvidenceKind::SevSnp | EvidenceKind::Tdx => {
+                platform_items += 1;
+                let verdict = appraise_platform_item(item, binding, ctx);
+                if verdict.status == Tier::Contraindicated {
+                    let reasons: Vec<String> = verdict
+                        .checks
+                        .iter()
+                        .filter(|c| c.tier == Tier::Contraindicated)
+                        .map(|c| format!("{}: {}", c.check, c.reason))
+                        .collect();
+                    platform_problems.push(format!(
+                        "`{}` evidence not affirmed: {}",
+                        item.kind.as_str(),
+                        reasons.join("; ")
+                    ));
+                } else if verdict.status == Tier::Warning {
+                    platform_problems.push(format!(
+                        "`{}` evidence only partly verified: {}",
+                        item.kind.as_str(),
+                        verdict
+                            .checks
+                            .iter()
+                            .filter(|c| c.tier == Tier::Warning)
+                            .map(|c| c.reason.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                } else {
+                    platform_level = Some(Level::L3);
                 }
+            }
+            other => {
                 identity.push(format!(
                     "`{}` evidence cannot be verified by this verifier build",
                     other.as_str()
@@ -236,12 +334,12 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
 
     // Hardware / level.
     let level = platform_level.unwrap_or(bundle.level());
-    if let Some(kind) = unverified_platform {
+    if !platform_problems.is_empty() {
         push(
             &mut claims,
             claim::HARDWARE,
             Tier::Contraindicated,
-            format!("`{kind}` platform evidence was not verified by this verifier build"),
+            platform_problems.join("; "),
         );
     } else if platform_items != 1 {
         push(
@@ -409,5 +507,110 @@ mod tests {
             .find(|c| c.claim == claim::HARDWARE)
             .unwrap();
         assert_eq!(hw.tier, Tier::Contraindicated, "{hw:?}");
+    }
+
+    fn l3_bundle_with(item: crate::evidence::EvidenceItem) -> (VerifiedBundle, u64) {
+        use crate::ak::AttestationKey;
+        use crate::bundle::{sign_bundle, BundleClaims, UnverifiedBundle, BUNDLE_VERSION};
+        let ak = AttestationKey::generate().unwrap();
+        let now = crate::now_ms();
+        let claims = BundleClaims {
+            version: BUNDLE_VERSION,
+            kernel_id: "k1".into(),
+            level: Level::L3,
+            nonce: vec![1; 32],
+            manifest_draft_hash: vec![2; 32],
+            ak_public: ak.public_key().to_vec(),
+            key_exchange_public: vec![3; 32],
+            created_at_ms: now,
+            items: vec![item],
+        };
+        let bytes = sign_bundle(&claims, &ak).unwrap();
+        let b = UnverifiedBundle::parse(&bytes)
+            .unwrap()
+            .verify_signature()
+            .unwrap();
+        (b, now)
+    }
+
+    fn hardware_of(b: &VerifiedBundle, now: u64) -> TrustClaim {
+        let policy = AppraisalPolicy::from_json(
+            r#"{"policy_id":"gov","allowed_levels":["KEE1-L3"],"max_evidence_age_ms":60000}"#,
+        )
+        .unwrap();
+        let nonce = Nonce::new([1; 32]);
+        let a = appraise(
+            b,
+            &AppraisalContext {
+                policy: &policy,
+                expected_nonce: &nonce,
+                now_ms: now,
+            },
+        );
+        assert_eq!(a.status, Tier::Contraindicated);
+        a.claims
+            .into_iter()
+            .find(|c| c.claim == claim::HARDWARE)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_genuine_snp_report_not_bound_to_the_bundle_is_contraindicated_for_its_report_data() {
+        // A real Milan report and its VCEK: the chain and signature verify, but REPORT_DATA is
+        // not this bundle's binding value, so the platform claim names `report-data`.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/snp");
+        let report = std::fs::read(dir.join("trustee-milan-vcek/report.bin")).unwrap();
+        let vcek = std::fs::read(dir.join("trustee-milan-vcek/vcek.der")).unwrap();
+        let ev = crate::snp::SnpEvidence {
+            report: report.clone(),
+            certs: vec![crate::snp::SnpCert {
+                guid: crate::snp::VCEK_GUID.into(),
+                der: vcek.clone(),
+            }],
+        };
+        let item = crate::evidence::EvidenceItem {
+            kind: EvidenceKind::SevSnp,
+            data: wire::encode(&ev).unwrap(),
+        };
+        let (b, now) = l3_bundle_with(item);
+        let hw = hardware_of(&b, now);
+        assert_eq!(hw.tier, Tier::Contraindicated);
+        assert!(hw.reason.contains("report-data"), "{}", hw.reason);
+        assert!(!hw.reason.contains("report-signature"), "{}", hw.reason);
+
+        // The same report with a flipped measurement byte: the signature check names itself.
+        let mut bad = report;
+        bad[0x90] ^= 1;
+        let ev = crate::snp::SnpEvidence {
+            report: bad,
+            certs: vec![crate::snp::SnpCert {
+                guid: crate::snp::VCEK_GUID.into(),
+                der: vcek,
+            }],
+        };
+        let item = crate::evidence::EvidenceItem {
+            kind: EvidenceKind::SevSnp,
+            data: wire::encode(&ev).unwrap(),
+        };
+        let (b, now) = l3_bundle_with(item);
+        let hw = hardware_of(&b, now);
+        assert!(hw.reason.contains("report-signature"), "{}", hw.reason);
+    }
+
+    #[test]
+    fn a_tdx_quote_without_collateral_is_never_affirmed() {
+        let q = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/vectors/tdx/dcap-qvl-uptodate/quote.bin"),
+        )
+        .unwrap();
+        let item = crate::evidence::EvidenceItem {
+            kind: EvidenceKind::Tdx,
+            data: q,
+        };
+        let (b, now) = l3_bundle_with(item);
+        let hw = hardware_of(&b, now);
+        assert_eq!(hw.tier, Tier::Contraindicated);
+        assert!(hw.reason.contains("tdx"), "{}", hw.reason);
     }
 }

@@ -401,8 +401,8 @@ pub fn bundle(
                             .certs
                             .iter()
                             .find(|c| {
-                                c.guid == "63da758d-e664-4564-adc5-f4b93be8accd"
-                                    || c.guid == "a8074bc2-a25a-483e-aae6-39c045a0b8a1"
+                                c.guid == attestation::snp::VCEK_GUID
+                                    || c.guid == attestation::snp::VLEK_GUID
                             })
                             .map(|c| c.der.clone())
                             .unwrap_or_default();

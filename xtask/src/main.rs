@@ -48,6 +48,21 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// (package, bench target) pairs `cargo xtask bench` runs; each prints `{"figures": [...]}`
+/// as its last stdout line when given `--json`.
+const BENCHES: &[(&str, &str)] = &[
+    ("e2e", "spine"),
+    ("attestation", "appraisal"),
+    ("gpu-attest", "gpu"),
+];
+
+fn pkg_dir(pkg: &str) -> &str {
+    match pkg {
+        "e2e" => "tests",
+        other => other,
+    }
+}
+
 fn usage() -> ! {
     eprintln!("usage: cargo xtask demo [--json] | test | bench [NAME] [--json]");
     std::process::exit(2)
@@ -99,14 +114,59 @@ fn main() -> anyhow::Result<()> {
         }
         Some("bench") => {
             setup::ensure_packages()?;
-            let mut a = vec!["bench", "-p", "e2e", "--bench", "spine", "--"];
-            if let Some(name) = rest.first() {
-                a.push(name);
+            setup::ensure_peer_tools(&target_dir());
+            // The whole-process peer comparison runs the release `verify` binary.
+            cargo(&["build", "--release", "-p", "verifier", "--bin", "verify"])?;
+            let mut figures = Vec::new();
+            for (pkg, bench) in BENCHES {
+                if !root().join(pkg_dir(pkg)).is_dir() {
+                    continue;
+                }
+                let mut a = vec!["bench", "-p", pkg, "--bench", bench, "--"];
+                if let Some(name) = rest.first() {
+                    a.push(name);
+                }
+                a.push("--json");
+                eprintln!("xtask: cargo {}", a.join(" "));
+                let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args(&a)
+                    .current_dir(root())
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .context("running cargo bench")?;
+                if !out.status.success() {
+                    bail!("`cargo {}` failed", a.join(" "));
+                }
+                let text = String::from_utf8_lossy(&out.stdout);
+                let last = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with('{'))
+                    .unwrap_or("{}");
+                let v: serde_json::Value =
+                    serde_json::from_str(last).context("bench output is not JSON")?;
+                if let Some(list) = v["figures"].as_array() {
+                    figures.extend(list.iter().cloned());
+                }
             }
             if json {
-                a.push("--json");
+                println!("{}", serde_json::json!({ "figures": figures }));
+            } else {
+                for f in &figures {
+                    println!(
+                        "{:<36} {:>12} {:<18} {}",
+                        f["name"].as_str().unwrap_or(""),
+                        f["value"],
+                        f["unit"].as_str().unwrap_or(""),
+                        match (&f["peer"], &f["ratio"]) {
+                            (serde_json::Value::String(p), r) if !r.is_null() =>
+                                format!("ratio {r} vs {p}"),
+                            _ => String::new(),
+                        }
+                    );
+                }
             }
-            cargo(&a)
+            Ok(())
         }
         _ => usage(),
     }

@@ -69,3 +69,42 @@ pub fn ensure_packages() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Peer tools the benchmarks compare against, installed into `target/peer-tools` (best
+/// effort: a missing peer leaves its ratio out and says so). `snpguest` needs OpenSSL's
+/// development files.
+pub fn ensure_peer_tools(target: &std::path::Path) {
+    let bin = target.join("peer-tools/bin/snpguest");
+    if bin.exists() {
+        return;
+    }
+    if !have("pkg-config", &["--exists", "openssl"]) {
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
+        let mut args: Vec<&str> = sudo.to_vec();
+        args.extend_from_slice(&[
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "libssl-dev",
+        ]);
+        if let Some((prog, rest)) = args.split_first() {
+            let _ = Command::new(prog)
+                .args(rest)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+    }
+    eprintln!("xtask: installing snpguest (cargo install) for the snpguest_speedup peer figure");
+    let root = target.join("peer-tools");
+    let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "snpguest", "--locked", "--root"])
+        .arg(&root)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("xtask: snpguest could not be installed; snpguest_speedup will be missing");
+    }
+}

@@ -5,9 +5,6 @@
 //! `/dev/sev-guest` with the `sev` crate (`SNP_GET_EXT_REPORT`, which also returns the
 //! host-provided VCEK/VLEK certificates when the host has loaded them).
 //!
-//! Verification of SNP evidence (VCEK chain to the AMD roots, report signature, TCB) is
-//! appraised elsewhere; until a build carries it, an SNP item is contraindicated (fail closed).
-//!
 //! Verifier side, by RATS role: [`report`] frames the 1184-byte report (evidence),
 //! [`endorser`] pins the AMD roots and checks VCEK/VLEK chains, [`verify`] checks the report
 //! signature and its TCB binding and yields a [`VerifiedSnpReport`].
@@ -23,6 +20,11 @@ pub use endorser::{verify_vek, Product, VerifiedVek};
 pub use error::SnpError;
 pub use report::{GuestPolicy, SigningKey, TcbParts, TcbVersion, UnverifiedSnpReport};
 pub use verify::{verify_snp, VerifiedSnpReport};
+
+/// GUID of the VCEK entry in the extended report's certificate table (GHCB spec).
+pub const VCEK_GUID: &str = "63da758d-e664-4564-adc5-f4b93be8accd";
+/// GUID of the VLEK entry.
+pub const VLEK_GUID: &str = "a8074bc2-a25a-483e-aae6-39c045a0b8a1";
 
 /// The guest device the collector talks to.
 pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
