@@ -17,9 +17,11 @@
 
 pub mod ak;
 pub mod appraisal;
+pub mod azure;
 pub mod binding;
 pub mod bundle;
 pub mod cose;
+pub mod eventlog;
 pub mod evidence;
 pub mod manifest;
 pub mod reference;
