@@ -207,3 +207,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn amd_kds_cert_chain_bundles_match_the_pinned_cas() {
+    use attestation::snp::endorser::check_ca_bundle;
+    for (file, product) in [
+        ("ask_ark_milan.pem", Product::Milan),
+        ("ask_ark_milan_vlek.pem", Product::Milan),
+        ("ask_ark_genoa.pem", Product::Genoa),
+        ("ask_ark_genoa_vlek.pem", Product::Genoa),
+        ("ask_ark_turin_vcek.pem", Product::Turin),
+        ("ask_ark_turin_vlek.pem", Product::Turin),
+    ] {
+        let pem = vector(&format!("go-sev-guest-trust/{file}"));
+        assert_eq!(check_ca_bundle(&pem).unwrap(), product, "{file}");
+        // One base64 character changed inside the first certificate: refused.
+        let mut bad = pem.clone();
+        let at = bad.iter().position(|b| *b == b'\n').unwrap() + 100;
+        bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+        assert!(check_ca_bundle(&bad).is_err(), "{file} altered");
+    }
+}
