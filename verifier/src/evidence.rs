@@ -234,6 +234,18 @@ pub fn pcrs_file(bytes: &[u8]) -> anyhow::Result<Vec<PcrValue>> {
 /// `verify tpm`: signature under the AK, magic/type, qualifying data (= `--nonce` when
 /// given), PCR digest over the supplied values, PCRs against reference values.
 pub fn tpm(input: &TpmInput, reference: &ReferenceValues, nonce: Option<&[u8]>) -> Verdict {
+    tpm_with_log(input, reference, nonce, None)
+}
+
+/// `verify tpm --eventlog FILE`: as [`tpm`], and the TCG2 event log (binary_bios_measurements
+/// format) must replay, in the SHA-256 bank, to every quoted PCR it extends; a mismatch names
+/// the PCR and the event after which the log and the quote part ways.
+pub fn tpm_with_log(
+    input: &TpmInput,
+    reference: &ReferenceValues,
+    nonce: Option<&[u8]>,
+    event_log: Option<&[u8]>,
+) -> Verdict {
     let mut v = Verdict::new("tpm");
     // Without --nonce the quote's own extraData is accepted (and reported as unchecked).
     let quoted_extra = attestation::tpm::UnverifiedQuote::parse(&input.attest)
@@ -272,10 +284,73 @@ pub fn tpm(input: &TpmInput, reference: &ReferenceValues, nonce: Option<&[u8]>) 
                 ),
             }
             appraise_tpm_pcrs(&mut v, q.pcrs(), reference.tpm.as_ref());
+            if let Some(log) = event_log {
+                eventlog_check(&mut v, log, q.pcrs());
+            }
             v.measure("ak_public_sha256", hex::encode(q.ak_public_digest()));
             v.finish()
         }
         Err(e) => Verdict::failed("tpm", "quote", claim::INSTANCE_IDENTITY, e.to_string()),
+    }
+}
+
+fn eventlog_check(v: &mut Verdict, log: &[u8], quoted: &BTreeMap<u8, [u8; 32]>) {
+    use attestation::eventlog::{check_against, replay, DigestAlgorithm, EventLog};
+    let parsed = match EventLog::parse(log) {
+        Ok(l) => l,
+        Err(e) => {
+            v.push(
+                "eventlog",
+                claim::EXECUTABLES,
+                Tier::Contraindicated,
+                format!("event log rejected: {e}"),
+            );
+            return;
+        }
+    };
+    let extended = match replay(&parsed, DigestAlgorithm::Sha256) {
+        Ok(r) => r,
+        Err(e) => {
+            v.push(
+                "eventlog",
+                claim::EXECUTABLES,
+                Tier::Contraindicated,
+                format!("event log cannot be replayed in sha-256: {e}"),
+            );
+            return;
+        }
+    };
+    let expected: BTreeMap<u32, Vec<u8>> = quoted
+        .iter()
+        .map(|(i, d)| (u32::from(*i), d.to_vec()))
+        .filter(|(i, _)| extended.contains_key(i))
+        .collect();
+    if expected.is_empty() {
+        v.push(
+            "eventlog",
+            claim::EXECUTABLES,
+            Tier::Contraindicated,
+            "the event log extends none of the quoted PCRs",
+        );
+        return;
+    }
+    match check_against(&parsed, DigestAlgorithm::Sha256, &expected) {
+        Ok(()) => v.push(
+            "eventlog",
+            claim::EXECUTABLES,
+            Tier::Affirming,
+            format!(
+                "{} events replay to the quoted PCRs {:?}",
+                parsed.events().len(),
+                expected.keys().collect::<Vec<_>>()
+            ),
+        ),
+        Err(e) => v.push(
+            "eventlog",
+            claim::EXECUTABLES,
+            Tier::Contraindicated,
+            e.to_string(),
+        ),
     }
 }
 

@@ -504,3 +504,40 @@ fn bundle_verifies_and_binding_or_nonce_tampering_does_not() {
         assert_eq!(code, 1, "flip at {i} accepted: {out}");
     }
 }
+
+#[test]
+fn tpm_event_log_replays_to_the_quote_or_names_the_pcr() {
+    let d = "tpm/go-tpm-tools-gce/decoded-gce-cos-85-nonce9009";
+    let base = |log: &str| {
+        vec![
+            "tpm".to_string(),
+            "--quote".into(),
+            vectors(&format!("{d}/quote1_field1.bin")),
+            "--signature".into(),
+            vectors(&format!("{d}/quote1_field2.bin")),
+            "--ak-pub".into(),
+            vectors(&format!("{d}/field1.bin")),
+            "--pcrs".into(),
+            vectors(&format!("{d}/quote1-pcrs-sha256.txt")),
+            "--nonce".into(),
+            "9009".into(),
+            "--eventlog".into(),
+            vectors(&format!("eventlog/go-tpm-tools-gce/{log}")),
+            "--json".into(),
+        ]
+    };
+    let a = base("gce-cos-85-nonce9009-eventlog.bin");
+    let (code, out, err) = verify(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(check(&json(&out), "eventlog")["tier"], "affirming");
+    // A log from another boot: the mismatch names the PCR.
+    let a = base("cos-85-amd-sev.bin");
+    let (code, out, _) = verify(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1);
+    let v = json(&out);
+    let reason = check(&v, "eventlog")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("pcr 5"), "{reason}");
+}

@@ -80,6 +80,9 @@ enum Cmd {
         /// PCR values: `N: HEX` lines or JSON.
         #[arg(long)]
         pcrs: Option<PathBuf>,
+        /// TCG2 crypto-agile event log (binary_bios_measurements) to replay against the quote.
+        #[arg(long)]
+        eventlog: Option<PathBuf>,
     },
     /// Verify this project's own evidence bundle (COSE_Sign1) and every item in it.
     Bundle {
@@ -209,7 +212,9 @@ fn run() -> anyhow::Result<bool> {
             signature,
             ak_pub,
             pcrs,
+            eventlog,
         } => {
+            let log = eventlog.as_deref().map(read).transpose()?;
             let input = match (file, quote, signature, ak_pub, pcrs) {
                 (Some(f), ..) => evidence::tpm_evidence_file(&read(&f)?)?,
                 (None, Some(q), Some(s), Some(a), Some(p)) => {
@@ -226,7 +231,7 @@ fn run() -> anyhow::Result<bool> {
                 ),
             };
             print_verdict(
-                &evidence::tpm(&input, &reference, nonce.as_deref()),
+                &evidence::tpm_with_log(&input, &reference, nonce.as_deref(), log.as_deref()),
                 cli.json,
             )
         }
