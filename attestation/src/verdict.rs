@@ -597,4 +597,97 @@ mod tests {
     fn an_empty_verdict_is_not_affirming() {
         assert!(!Verdict::new("x").finish().affirming());
     }
+
+    fn tdx_with(status: TcbStatus, advisories: &[&str]) -> VerifiedTdxQuote {
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/vectors/tdx/dcap-qvl-uptodate/quote.bin"),
+        )
+        .unwrap();
+        let q = crate::tdx::UnverifiedTdxQuote::parse(&bytes).unwrap();
+        VerifiedTdxQuote {
+            version: 4,
+            report: q.report,
+            tcb_status: status.clone(),
+            advisory_ids: advisories.iter().map(|s| s.to_string()).collect(),
+            platform_tcb_status: status.clone(),
+            qe_tcb_status: TcbStatus::UpToDate,
+            trailing_bytes: 0,
+        }
+    }
+
+    fn tier_of(v: &Verdict, check: &str) -> (Tier, String) {
+        let c = v.checks.iter().find(|c| c.check == check).unwrap();
+        (c.tier, c.reason.clone())
+    }
+
+    #[test]
+    fn tdx_tcb_statuses_map_to_claims_with_advisories() {
+        let r = TdxReference::default();
+        let v = appraise_tdx(&tdx_with(TcbStatus::UpToDate, &[]), &r, None);
+        assert_eq!(tier_of(&v, "tcb-status").0, Tier::Affirming);
+        for status in [
+            TcbStatus::OutOfDate,
+            TcbStatus::SWHardeningNeeded,
+            TcbStatus::ConfigurationNeeded,
+            TcbStatus::Revoked,
+        ] {
+            let v = appraise_tdx(&tdx_with(status.clone(), &["INTEL-SA-00615"]), &r, None);
+            let (tier, reason) = tier_of(&v, "tcb-status");
+            assert_eq!(tier, Tier::Contraindicated, "{status:?}");
+            assert!(reason.contains(status.name()), "{reason}");
+            assert!(reason.contains("INTEL-SA-00615"), "{reason}");
+            assert!(!v.affirming());
+        }
+        // An operator may accept SWHardeningNeeded, but still refuse one advisory.
+        let lenient = TdxReference {
+            accepted_tcb_status: vec!["UpToDate".into(), "SWHardeningNeeded".into()],
+            rejected_advisories: vec!["INTEL-SA-00837".into()],
+            ..TdxReference::default()
+        };
+        let v = appraise_tdx(
+            &tdx_with(TcbStatus::SWHardeningNeeded, &["INTEL-SA-00615"]),
+            &lenient,
+            None,
+        );
+        assert!(v.affirming(), "{v:?}");
+        let v = appraise_tdx(
+            &tdx_with(TcbStatus::SWHardeningNeeded, &["INTEL-SA-00837"]),
+            &lenient,
+            None,
+        );
+        assert_eq!(tier_of(&v, "advisories").0, Tier::Contraindicated);
+        // No collateral: never affirming TCB.
+        let v = appraise_tdx(&tdx_with(TcbStatus::NotEvaluated, &[]), &r, None);
+        assert_eq!(tier_of(&v, "tcb-status").0, Tier::Warning);
+    }
+
+    #[test]
+    fn dcap_errors_are_classified_by_check() {
+        use crate::tdx::TdxError;
+        let cases = [
+            ("TCB status is invalid: Revoked", "tcb-status"),
+            ("TCBInfo expired", "collateral-validity"),
+            (
+                "Signature is invalid for tcb_info in quote_collateral",
+                "collateral-signature",
+            ),
+            (
+                "Signature is invalid for qe_report in quote",
+                "qe-report-signature",
+            ),
+            ("QE report hash mismatch", "qe-report-binding"),
+            ("ISV enclave report signature is invalid", "quote-signature"),
+            ("No matching TCB level found", "tcb-status"),
+            ("Fmspc mismatch", "tcb-status"),
+        ];
+        for (msg, check) in cases {
+            let e = TdxError::from_dcap(&anyhow::anyhow!(msg));
+            assert_eq!(e.check(), check, "{msg}: {e}");
+        }
+        assert!(matches!(
+            TdxError::from_dcap(&anyhow::anyhow!("TCB status is invalid: Revoked")),
+            TdxError::TcbRevoked
+        ));
+    }
 }
