@@ -287,3 +287,44 @@ fn tampered_collateral_is_refused() {
     c.pck_crl[40] ^= 1;
     assert!(verify_tdx(&quote, &c, now).is_err());
 }
+
+/// dstack's GetQuote response (captured on a real TDX host): the quote verifies (chain and
+/// signatures; its live collateral is not shipped), REPORTDATA is the response's report_data,
+/// and RTMR0-2 replay from the event log's digests (RTMR = SHA-384(RTMR ‖ digest)).
+/// RTMR3's runtime events carry no digest (dstack derives them from the event text) and are
+/// not replayed here.
+#[test]
+fn dstack_getquote_verifies_and_its_event_log_replays_rtmr0_to_2() {
+    use sha2::Digest;
+    let json: serde_json::Value =
+        serde_json::from_slice(&vector("dstack/tdx-lite-getquote.json")).unwrap();
+    let quote = hex::decode(json["quote"].as_str().unwrap()).unwrap();
+    let v = verify_tdx_signatures(&quote, at("2026-06-01T00:00:00Z")).unwrap();
+    let rd = hex::decode(json["report_data"].as_str().unwrap()).unwrap();
+    assert_eq!(&v.report.report_data[..rd.len()], rd.as_slice());
+    let events: Vec<serde_json::Value> =
+        serde_json::from_str(json["event_log"].as_str().unwrap()).unwrap();
+    let mut rtmr = [[0u8; 48]; 4];
+    let mut replayed = [0usize; 4];
+    for e in &events {
+        let imr = usize::try_from(e["imr"].as_u64().unwrap()).unwrap();
+        let digest = hex::decode(e["digest"].as_str().unwrap()).unwrap();
+        if imr < 3 && !digest.is_empty() {
+            let mut h = sha2::Sha384::new();
+            h.update(rtmr[imr]);
+            h.update(&digest);
+            rtmr[imr] = h.finalize().into();
+            replayed[imr] += 1;
+        }
+    }
+    for i in 0..3 {
+        assert!(replayed[i] > 0, "rtmr{i} has no events");
+        assert_eq!(rtmr[i], v.report.rtmr[i], "rtmr{i}");
+    }
+    // One digest changed: RTMR0 no longer matches.
+    let mut h = sha2::Sha384::new();
+    h.update([0u8; 48]);
+    h.update([1u8; 48]);
+    let wrong: [u8; 48] = h.finalize().into();
+    assert_ne!(wrong, v.report.rtmr[0]);
+}
