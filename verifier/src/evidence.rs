@@ -542,3 +542,41 @@ pub fn pcr_map(pcrs: &[PcrValue]) -> BTreeMap<u8, String> {
         .map(|p| (p.index, hex::encode(&p.digest)))
         .collect()
 }
+
+/// `verify gpu`: one NVIDIA GPU's SPDM attestation report (hex text), its device chain (PEM),
+/// the expected 32-byte nonce and the RIMs, appraised by `gpu-attest`; its claims become
+/// checks of the same EAR-shaped verdict as the other evidence kinds.
+pub fn gpu(
+    report_hex: &str,
+    chain_pem: &str,
+    nonce: &[u8; 32],
+    rims: &[Vec<u8>],
+    policy: &gpu_attest::GpuPolicy,
+    now_unix_s: i64,
+) -> Verdict {
+    let a = gpu_attest::verify_cli(report_hex, chain_pem, nonce, rims, policy, now_unix_s);
+    let mut v = Verdict::new("nvidia-gpu");
+    for c in &a.claims {
+        let claim_name = match c.name.as_str() {
+            "nonce" => claim::INSTANCE_IDENTITY,
+            "driver-version" | "vbios-version" => claim::CONFIGURATION,
+            n if n.contains("rim") || n == "measurements" => claim::EXECUTABLES,
+            _ => claim::HARDWARE,
+        };
+        let tier = match c.status {
+            gpu_attest::verify::Tier::Affirming => Tier::Affirming,
+            gpu_attest::verify::Tier::Warning => Tier::Warning,
+            _ => Tier::Contraindicated,
+        };
+        v.push(&c.name, claim_name, tier, c.reason.clone());
+    }
+    if let Ok(serde_json::Value::Object(gpu)) = serde_json::to_value(&a.gpu) {
+        for (k, val) in gpu {
+            if !val.is_null() {
+                v.measure(&k, val);
+            }
+        }
+    }
+    v.measure("mismatched_indices", a.mismatched_indices.clone());
+    v.finish()
+}

@@ -541,3 +541,59 @@ fn tpm_event_log_replays_to_the_quote_or_names_the_pcr() {
         .to_string();
     assert!(reason.contains("pcr 5"), "{reason}");
 }
+
+#[test]
+fn gpu_report_with_rims_is_affirming_and_a_wrong_nonce_is_not() {
+    let g = |rel: &str| {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../gpu-attest/tests/vectors")
+            .join(rel);
+        assert!(p.exists(), "gpu vector `{}` is missing", p.display());
+        p.display().to_string()
+    };
+    let report = g("hopper-local/hopperAttestationReport.txt");
+    let chain = g("hopper-local/hopper_cert_chain_case1.txt");
+    let driver = g("h100-550.90.07/NV_GPU_DRIVER_GH100_550.90.07.xml");
+    let vbios = g("h100-550.90.07/NV_GPU_VBIOS_1010_0200_882_96009F0001.xml");
+    let nonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+    let (code, out, err) = verify(&[
+        "gpu",
+        "--report",
+        &report,
+        "--chain",
+        &chain,
+        "--rim",
+        &driver,
+        "--rim",
+        &vbios,
+        "--nonce",
+        nonce,
+        "--now",
+        "2025-01-01T00:00:00Z",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(check(&v, "measurements")["tier"], "affirming");
+    assert_eq!(v["measured"]["driver_version"], "550.90.07");
+    let (code, out, _) = verify(&[
+        "gpu",
+        "--report",
+        &report,
+        "--chain",
+        &chain,
+        "--no-rims-required",
+        "--nonce",
+        &"00".repeat(32),
+        "--now",
+        "2025-01-01T00:00:00Z",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(check(&json(&out), "nonce")["tier"], "contraindicated");
+    // Without a nonce: usage error.
+    assert_eq!(
+        verify(&["gpu", "--report", &report, "--chain", &chain]).0,
+        2
+    );
+}

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
@@ -101,7 +101,12 @@ fn main() -> anyhow::Result<()> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .all(|o| o["verified"] == serde_json::json!(true));
+                    .all(|o| o["verified"] == serde_json::json!(true))
+                && summary["vendor_evidence"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|o| o["as_expected"] == serde_json::json!(true));
             if !all_ok {
                 bail!("demo finished but not every check passed (see above)");
             }

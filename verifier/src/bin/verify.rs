@@ -84,6 +84,25 @@ enum Cmd {
         #[arg(long)]
         eventlog: Option<PathBuf>,
     },
+    /// Verify an NVIDIA GPU's attestation report (SPDM GET_MEASUREMENTS) with its device chain
+    /// and RIMs; `--nonce` (32 bytes) is required.
+    Gpu {
+        /// The report as hex text (as NVML tools print it).
+        #[arg(long)]
+        report: PathBuf,
+        /// The device certificate chain (PEM, leaf first).
+        #[arg(long)]
+        chain: PathBuf,
+        /// Driver and VBIOS RIMs (SWID XML), repeatable.
+        #[arg(long)]
+        rim: Vec<PathBuf>,
+        /// GPU policy JSON (allowed/minimum driver and VBIOS versions, require_rims).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Do not require RIMs (report, chain, nonce and versions only).
+        #[arg(long)]
+        no_rims_required: bool,
+    },
     /// Verify this project's own evidence bundle (COSE_Sign1) and every item in it.
     Bundle {
         /// The bundle (CBOR COSE_Sign1).
@@ -234,6 +253,41 @@ fn run() -> anyhow::Result<bool> {
                 &evidence::tpm_with_log(&input, &reference, nonce.as_deref(), log.as_deref()),
                 cli.json,
             )
+        }
+        Cmd::Gpu {
+            report,
+            chain,
+            rim,
+            policy,
+            no_rims_required,
+        } => {
+            let nonce: [u8; 32] = nonce
+                .as_deref()
+                .context("verify gpu needs --nonce (32 bytes, hex)")?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--nonce must be 32 bytes for a gpu report"))?;
+            let mut policy: gpu_attest::GpuPolicy = match policy {
+                Some(p) => serde_json::from_slice(&read(&p)?).context("--policy")?,
+                None => gpu_attest::GpuPolicy::default(),
+            };
+            if no_rims_required {
+                policy.require_rims = false;
+            }
+            let rims = rim
+                .iter()
+                .map(|p| read(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let report = String::from_utf8(read(&report)?).context("--report is not hex text")?;
+            let chain = String::from_utf8(read(&chain)?).context("--chain is not PEM text")?;
+            let v = evidence::gpu(
+                &report,
+                &chain,
+                &nonce,
+                &rims,
+                &policy,
+                i64::try_from(now).unwrap_or(i64::MAX),
+            );
+            print_verdict(&v, cli.json)
         }
         Cmd::Bundle {
             file,
