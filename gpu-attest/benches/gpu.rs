@@ -8,9 +8,11 @@
 //!   chain and RIMs verified once per validity window; per report, framing, FWID, signature,
 //!   nonce, policy and comparison.
 //!
-//! `cargo bench -p gpu-attest --bench gpu -- --json` prints one JSON line with
-//! `gpu_verifications_per_s` (the uncached figure, the conservative one) and both variants;
-//! the cached/uncached ratio is measured in the same run.
+//! `cargo bench -p gpu-attest --bench gpu -- --json` prints `{"figures": [...]}` (the format of
+//! `cargo xtask bench`): `gpu_verifications_per_s` (the uncached figure, the conservative one),
+//! `gpu_verifications_per_s_cached` with its ratio to uncached in the same run, and
+//! `nv_local_gpu_verifier_speedup` from `benches/peer/run.sh` when its prerequisites (root,
+//! libfaketime, python3-venv, network once for pip) are there.
 
 use gpu_attest::{appraise, GpuNonce, GpuPolicy, GpuVerifier};
 use std::time::{Duration, Instant};
@@ -67,15 +69,79 @@ fn main() -> Result<(), String> {
             .appraise(&report, &chain, &nonce, &rims, NOW)
             .affirming()
     })?;
-    if json {
-        println!(
-            "{{\"gpu_verifications_per_s\":{uncached:.1},\"gpu_verifications_per_s_uncached\":{uncached:.1},\"gpu_verifications_per_s_cached\":{cached:.1},\"cached_over_uncached\":{:.2}}}",
+    let mut figures = vec![
+        format!(
+            "{{\"name\":\"gpu_verifications_per_s\",\"value\":{uncached:.1},\"unit\":\"verifications/s\",\"peer\":null,\"ratio\":null}}"
+        ),
+        format!(
+            "{{\"name\":\"gpu_verifications_per_s_cached\",\"value\":{cached:.1},\"unit\":\"verifications/s\",\"peer\":\"uncached, same run\",\"ratio\":{:.2}}}",
             cached / uncached
-        );
-    } else {
-        println!("uncached (chain + rims + report): {uncached:.1} verifications/s");
-        println!("cached (report only, chain and rims reused): {cached:.1} verifications/s");
-        println!("cached / uncached: {:.2}", cached / uncached);
+        ),
+    ];
+    eprintln!("gpu_verifications_per_s (uncached: chain + rims + report) {uncached:.1}/s");
+    eprintln!("gpu_verifications_per_s_cached (chain and rims reused)    {cached:.1}/s");
+    match peer() {
+        Ok(line) => {
+            eprintln!("peer: {line}");
+            if let Some(ratio) = number_after(&line, "\"nv_local_gpu_verifier_speedup\":") {
+                figures.push(format!(
+                    "{{\"name\":\"nv_local_gpu_verifier_speedup\",\"value\":{ratio:.2},\"unit\":\"x\",\"peer\":\"nv-local-gpu-verifier 2.7.3, whole process, offline\",\"ratio\":{ratio:.2}}}"
+                ));
+            }
+        }
+        Err(why) => eprintln!("nv_local_gpu_verifier_speedup not measured: {why}"),
+    }
+    if json {
+        println!("{{\"figures\":[{}]}}", figures.join(","));
     }
     Ok(())
+}
+
+/// Reads the number following `key` in a JSON line.
+fn number_after(line: &str, key: &str) -> Option<f64> {
+    let rest = line.get(line.find(key)?.checked_add(key.len())?..)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == ' '))
+        .unwrap_or(rest.len());
+    rest.get(..end)?.trim().parse().ok()
+}
+
+/// The whole-process comparison with nv-local-gpu-verifier (benches/peer/run.sh): needs root
+/// for `unshare -n`, libfaketime, python3-venv and, the first time, network for pip.
+fn peer() -> Result<String, String> {
+    if std::env::var_os("GPU_PEER_SKIP").is_some() {
+        return Err("GPU_PEER_SKIP is set".into());
+    }
+    let have = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if !have("faketime", "--version") || !have("unshare", "--version") {
+        return Err("needs `faketime` and `unshare` (apt-get install faketime util-linux)".into());
+    }
+    let script = format!("{}/benches/peer/run.sh", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .env("RUNS", "9")
+        .output()
+        .map_err(|e| format!("running {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find(|l| l.contains("nv_local_gpu_verifier_speedup"))
+        .map(str::to_owned)
+        .ok_or_else(|| "the comparison printed no speedup".into())
 }
