@@ -74,27 +74,36 @@ pub fn ensure_packages() -> anyhow::Result<()> {
 /// effort: a missing peer leaves its ratio out and says so). `snpguest` needs OpenSSL's
 /// development files.
 pub fn ensure_peer_tools(target: &std::path::Path) {
-    let bin = target.join("peer-tools/bin/snpguest");
-    if bin.exists() {
-        return;
+    // nv-local-gpu-verifier (gpu-attest/benches/peer) runs offline under libfaketime in a
+    // python venv; snpguest builds against OpenSSL.
+    let mut missing: Vec<&str> = Vec::new();
+    if !have("faketime", &["--version"]) {
+        missing.push("faketime");
+    }
+    if !have("python3", &["-c", "import venv, ensurepip"]) {
+        missing.push("python3-venv");
     }
     if !have("pkg-config", &["--exists", "openssl"]) {
+        missing.push("libssl-dev");
+    }
+    if !missing.is_empty() {
         let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
         let mut args: Vec<&str> = sudo.to_vec();
-        args.extend_from_slice(&[
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "libssl-dev",
-        ]);
+        args.extend_from_slice(&["apt-get", "install", "-y", "-q", "--no-install-recommends"]);
+        args.extend_from_slice(&missing);
+        eprintln!(
+            "xtask: installing {} for the peer comparisons",
+            missing.join(" ")
+        );
         if let Some((prog, rest)) = args.split_first() {
             let _ = Command::new(prog)
                 .args(rest)
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status();
         }
+    }
+    if target.join("peer-tools/bin/snpguest").exists() {
+        return;
     }
     eprintln!("xtask: installing snpguest (cargo install) for the snpguest_speedup peer figure");
     let root = target.join("peer-tools");
