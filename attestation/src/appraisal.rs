@@ -43,6 +43,13 @@ pub struct AppraisalPolicy {
     /// platform is never affirmed (its TCB cannot be evaluated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tdx_collateral: Option<crate::tdx::Collateral>,
+    /// What GPU evidence must show (default: none required; any present must verify).
+    #[serde(default, skip_serializing_if = "is_default_gpu")]
+    pub gpu: crate::gpu::GpuRequirement,
+}
+
+fn is_default_gpu(g: &crate::gpu::GpuRequirement) -> bool {
+    *g == crate::gpu::GpuRequirement::default()
 }
 
 fn is_default_reference(r: &crate::reference::ReferenceValues) -> bool {
@@ -105,6 +112,8 @@ impl AppraisalPolicy {
             // not change. Collateral is not a reference value (it is refreshed monthly).
             #[serde(skip_serializing_if = "Option::is_none")]
             platform: Option<&'a crate::reference::ReferenceValues>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            gpu: Option<&'a crate::gpu::GpuRequirement>,
         }
         let bytes = wire::encode(&Reference {
             policy_id: &self.policy_id,
@@ -112,6 +121,7 @@ impl AppraisalPolicy {
             require_tpm: self.require_tpm,
             expected_pcrs: &self.expected_pcrs,
             platform: (!is_default_reference(&self.reference)).then_some(&self.reference),
+            gpu: (!is_default_gpu(&self.gpu)).then_some(&self.gpu),
         })
         .unwrap_or_default();
         crate::sha256(&bytes)
@@ -225,6 +235,7 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
     let mut pcrs = BTreeMap::new();
     let mut tpm_seen = false;
     let mut platform_problems: Vec<String> = Vec::new();
+    let mut gpu_item: Option<&[u8]> = None;
     let binding = bundle.binding();
 
     if bundle.nonce() != ctx.expected_nonce {
@@ -306,13 +317,22 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
                     platform_level = Some(Level::L3);
                 }
             }
-            other => {
-                identity.push(format!(
-                    "`{}` evidence cannot be verified by this verifier build",
-                    other.as_str()
-                ));
+            EvidenceKind::NvidiaGpu => {
+                if gpu_item.replace(item.data.as_slice()).is_some() {
+                    platform_problems.push("bundle carries more than one gpu item".into());
+                }
             }
         }
+    }
+
+    match crate::gpu::appraise_gpu_item(
+        gpu_item,
+        binding,
+        &ctx.policy.gpu,
+        i64::try_from(ctx.now_ms / 1000).unwrap_or(i64::MAX),
+    ) {
+        crate::gpu::GpuVerdict::Contraindicated(r) => platform_problems.push(r),
+        crate::gpu::GpuVerdict::Affirming(_) | crate::gpu::GpuVerdict::NotRequired(_) => {}
     }
 
     let mut claims = Vec::new();

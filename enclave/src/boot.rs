@@ -85,6 +85,36 @@ impl std::fmt::Debug for Unsealed {
     }
 }
 
+/// The GPU evidence source: NVML when built with the `gpu` feature; otherwise one that always
+/// answers "no gpu evidence" with the reason, so policy decides.
+fn gpu_source() -> Box<dyn gpu_attest::GpuEvidenceSource + Send> {
+    #[cfg(feature = "gpu")]
+    let source: Box<dyn gpu_attest::GpuEvidenceSource + Send> =
+        match gpu_attest::collect::nvml::NvmlSource::open() {
+            Ok(s) => Box::new(s),
+            Err(e) => Box::new(NoGpu(e.to_string())),
+        };
+    #[cfg(not(feature = "gpu"))]
+    let source: Box<dyn gpu_attest::GpuEvidenceSource + Send> = Box::new(NoGpu(
+        "enclave built without the `gpu` feature (no NVML collector)".into(),
+    ));
+    source
+}
+
+/// A GPU source that has nothing to offer, and says why.
+struct NoGpu(String);
+
+impl gpu_attest::GpuEvidenceSource for NoGpu {
+    fn collect(
+        &mut self,
+        _nonce: &gpu_attest::GpuNonce,
+    ) -> Result<Vec<gpu_attest::GpuEvidence>, gpu_attest::CollectError> {
+        Err(gpu_attest::CollectError::LibraryMissing(Box::new(
+            std::io::Error::other(self.0.clone()),
+        )))
+    }
+}
+
 /// Creates the attesters the configuration names. A missing TEE is an error.
 pub fn make_attesters(cfg: &KernelConfig) -> Result<Vec<Box<dyn Attester>>, CollectError> {
     let mut v: Vec<Box<dyn Attester>> = Vec::new();
@@ -111,6 +141,9 @@ pub fn make_attesters(cfg: &KernelConfig) -> Result<Vec<Box<dyn Attester>>, Coll
             path: tcti.clone(),
             what: "vTPM collector (built without the `tpm` feature)",
         });
+    }
+    if cfg.gpus {
+        v.push(Box::new(attestation::gpu::GpuAttester::new(gpu_source())));
     }
     Ok(v)
 }

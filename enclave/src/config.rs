@@ -78,4 +78,7 @@ pub struct KernelConfig {
     pub retry: Retry,
     /// Timeout of one peer call during signing.
     pub peer_timeout_ms: u64,
+    /// Collect NVIDIA GPU evidence (NVML; the `gpu` build feature) into every bundle. When
+    /// NVML is absent or CC mode is off the bundle says "no gpu evidence" and policy decides.
+    pub gpus: bool,
 }

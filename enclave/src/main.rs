@@ -46,6 +46,9 @@ struct Cli {
     /// vTPM TCTI, e.g. `swtpm:host=127.0.0.1,port=2321`.
     #[arg(long)]
     tpm_tcti: Option<String>,
+    /// Collect NVIDIA GPU evidence (NVML, `gpu` build feature) into every bundle.
+    #[arg(long)]
+    gpus: bool,
     /// Give up after this many attempts while the verifier is unreachable (0 = never).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             ..Retry::default()
         },
         peer_timeout_ms: cli.peer_timeout_ms,
+        gpus: cli.gpus,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

@@ -514,15 +514,26 @@ pub fn bundle(
                     ),
                 );
             }
-            other => v.push(
-                &prefix,
-                claim::HARDWARE,
-                Tier::Contraindicated,
-                format!(
-                    "`{}` evidence is not verified by this build",
-                    other.as_str()
-                ),
-            ),
+            EvidenceKind::NvidiaGpu => {
+                // Strict default: RIMs required (none can be given to `verify bundle`), so a
+                // GPU item is affirmed only by the verifier service with its GPU policy.
+                match attestation::gpu::appraise_gpu_item(
+                    Some(&item.data),
+                    parsed.binding(),
+                    &attestation::gpu::GpuRequirement::default(),
+                    i64::try_from(now_unix_s).unwrap_or(i64::MAX),
+                ) {
+                    attestation::gpu::GpuVerdict::Contraindicated(r) => {
+                        v.push(&prefix, claim::HARDWARE, Tier::Contraindicated, r)
+                    }
+                    attestation::gpu::GpuVerdict::Affirming(r) => {
+                        v.push(&prefix, claim::HARDWARE, Tier::Affirming, r)
+                    }
+                    attestation::gpu::GpuVerdict::NotRequired(r) => {
+                        v.push(&prefix, claim::HARDWARE, Tier::None, r)
+                    }
+                }
+            }
         }
     }
     if platform != 1 {

@@ -252,6 +252,7 @@ impl Cluster {
                     max_attempts: opts.max_attempts,
                 },
                 peer_timeout_ms: 3_000,
+                gpus: false,
             };
             let listener = cfg.vsock.listen().unwrap();
             let kernel = Kernel::new(cfg).unwrap();
