@@ -77,6 +77,11 @@ pub struct Unsealed {
     pub public_package: frost::keys::PublicKeyPackage,
     /// The ceremony's signer list and threshold.
     pub sealed: SealedShare,
+    /// Hash of the manifest draft every bundle of this boot binds to (re-attestation binds
+    /// fresh evidence to the same draft).
+    pub draft_hash: [u8; 32],
+    /// Level the platform attester establishes.
+    pub level: Level,
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -187,6 +192,45 @@ pub fn load_sealed(cfg: &KernelConfig) -> Result<SealedShare, BootError> {
     Ok(sealed)
 }
 
+/// Collects fresh evidence from every attester, bound to `nonce`, this kernel's attestation
+/// key and `draft_hash`, and signs it into a bundle with a fresh X25519 key for the release.
+/// Returns the bundle, its SHA-256 and the key exchange.
+pub async fn collect_bundle(
+    cfg: &KernelConfig,
+    ak: &AttestationKey,
+    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    nonce: &Nonce,
+    level: Level,
+    draft_hash: &[u8; 32],
+) -> Result<(Vec<u8>, [u8; 32], KeyExchange), BootError> {
+    let binding = BindingValue::compute(nonce, ak.public_key(), draft_hash);
+    let items = tokio::task::spawn_blocking(move || {
+        let mut a = attesters
+            .lock()
+            .map_err(|_| BootError::Other("attester lock".into()))?;
+        a.iter_mut()
+            .map(|x| x.collect(&binding).map_err(BootError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| BootError::Other(e.to_string()))??;
+    let kx = KeyExchange::generate().map_err(|e| BootError::Other(e.to_string()))?;
+    let claims = BundleClaims {
+        version: BUNDLE_VERSION,
+        kernel_id: cfg.kernel_id.clone(),
+        level,
+        nonce: nonce.as_bytes().to_vec(),
+        manifest_draft_hash: draft_hash.to_vec(),
+        ak_public: ak.public_key().to_vec(),
+        key_exchange_public: kx.public_key().to_vec(),
+        created_at_ms: attestation::now_ms(),
+        items,
+    };
+    let bundle = sign_bundle(&claims, ak).map_err(|e| BootError::Other(e.to_string()))?;
+    let digest = attestation::sha256(&bundle);
+    Ok((bundle, digest, kx))
+}
+
 /// One boot attempt.
 pub async fn attempt(
     cfg: &KernelConfig,
@@ -230,32 +274,8 @@ pub async fn attempt(
         }
     };
 
-    let binding = BindingValue::compute(&nonce, ak.public_key(), &draft_hash);
-    let items = tokio::task::spawn_blocking(move || {
-        let mut a = attesters
-            .lock()
-            .map_err(|_| BootError::Other("attester lock".into()))?;
-        a.iter_mut()
-            .map(|x| x.collect(&binding).map_err(BootError::from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| BootError::Other(e.to_string()))??;
-
-    let kx = KeyExchange::generate().map_err(|e| BootError::Other(e.to_string()))?;
-    let claims = BundleClaims {
-        version: BUNDLE_VERSION,
-        kernel_id: cfg.kernel_id.clone(),
-        level,
-        nonce: nonce.as_bytes().to_vec(),
-        manifest_draft_hash: draft_hash.to_vec(),
-        ak_public: ak.public_key().to_vec(),
-        key_exchange_public: kx.public_key().to_vec(),
-        created_at_ms: attestation::now_ms(),
-        items,
-    };
-    let bundle = sign_bundle(&claims, ak).map_err(|e| BootError::Other(e.to_string()))?;
-    let bundle_digest = attestation::sha256(&bundle);
+    let (bundle, bundle_digest, kx) =
+        collect_bundle(cfg, ak, attesters, &nonce, level, &draft_hash).await?;
 
     let (result, status, reasons) = match call::<_, VerifierResponse>(
         conn.as_mut(),
@@ -357,5 +377,7 @@ pub async fn attempt(
         key_package,
         public_package,
         sealed,
+        draft_hash,
+        level,
     })
 }

@@ -8,6 +8,10 @@
 //!
 //! Peer calls are authenticated: the caller presents its verifier-signed attestation result
 //! and signs the request with the attestation key that result names.
+//!
+//! Attestation precedence (ron-kms K-G6): every signing entry point passes
+//! [`Kernel::signing_gate`] first, so a kernel whose attestation is failing, revoked or
+//! unknown gives neither signatures nor shares.
 
 use crate::kernel::{events, Kernel};
 use crate::transport::call;
@@ -118,6 +122,9 @@ pub fn commit(k: &Arc<Kernel>, p: &FrostCommitParams) -> Response {
     let Some(u) = k.unsealed() else {
         return Response::error(ErrorCode::NotServing, "kernel is not unsealed");
     };
+    if let Err(refusal) = k.signing_gate() {
+        return refusal;
+    }
     let Ok(g) = u.read() else {
         return Response::error(ErrorCode::Internal, "lock poisoned");
     };
@@ -176,6 +183,9 @@ pub async fn sign_share(k: &Arc<Kernel>, p: &FrostSignParams) -> Response {
     let Some(u) = k.unsealed() else {
         return Response::error(ErrorCode::NotServing, "kernel is not unsealed");
     };
+    if let Err(refusal) = k.signing_gate() {
+        return refusal;
+    }
     let share = {
         let Ok(g) = u.read() else {
             return Response::error(ErrorCode::Internal, "lock poisoned");
@@ -250,6 +260,9 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
     let Some(u) = k.unsealed() else {
         return Response::error(ErrorCode::NotServing, "kernel is not unsealed");
     };
+    if let Err(refusal) = k.signing_gate() {
+        return refusal;
+    }
     let (key_package, public, result, threshold, signers) = {
         let Ok(g) = u.read() else {
             return Response::error(ErrorCode::Internal, "lock poisoned");
@@ -257,7 +270,8 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
         (
             g.key_package.clone(),
             g.public_package.clone(),
-            g.result.clone(),
+            // The latest affirming re-attestation result (the boot one expires).
+            k.peer_credential().unwrap_or_else(|| g.result.clone()),
             usize::from(g.sealed.threshold),
             g.sealed.signers.clone(),
         )

@@ -1,12 +1,16 @@
 //! The running kernel: boot state, the serve loop, and dispatch of governance calls.
 //!
 //! Until unsealed, only `health` is served. Every other call first re-verifies the frozen
-//! manifest's hash lock; a mismatch halts the kernel (fail closed) and is audited.
+//! manifest's hash lock; a mismatch halts the kernel (fail closed) and is audited. Once
+//! serving, the kernel keeps re-attesting ([`crate::reattest`]); signing (`sign_digest` and
+//! the FROST rounds it asks of peers) passes the attestation gate, and a peer that the
+//! verifier's feed lists as revoked gets nothing signed.
 
 use crate::audit::{AuditLog, NewEvent};
 use crate::boot::{self, error_chain, BootError, Unsealed};
 use crate::cedar::{Engine, LoadedPolicies};
 use crate::config::KernelConfig;
+use crate::reattest::{Gate, ReattestConfig};
 use crate::transport::Listener;
 use attestation::ak::AttestationKey;
 use attestation::{Attester, Level};
@@ -53,7 +57,9 @@ pub struct Kernel {
     pub(crate) unsealed: RwLock<Option<Arc<RwLock<Unsealed>>>>,
     pub(crate) pending: Mutex<HashMap<Vec<u8>, crate::frost::Pending>>,
     started: Instant,
-    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    pub(crate) attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    pub(crate) reattest: ReattestConfig,
+    gate: Mutex<Gate>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -80,8 +86,16 @@ struct DecisionRecord<'a> {
 
 impl Kernel {
     /// Step 1 of boot: the attestation key, attesters, policy set and audit log. Collects
-    /// nothing yet.
+    /// nothing yet. Re-attestation runs with the default settings.
     pub fn new(cfg: KernelConfig) -> Result<Arc<Self>, BootError> {
+        Self::with_reattest(cfg, ReattestConfig::default())
+    }
+
+    /// As [`Kernel::new`], with these re-attestation settings.
+    pub fn with_reattest(
+        cfg: KernelConfig,
+        reattest: ReattestConfig,
+    ) -> Result<Arc<Self>, BootError> {
         let started = Instant::now();
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| BootError::Other(format!("state dir: {e}")))?;
@@ -124,6 +138,8 @@ impl Kernel {
             pending: Mutex::new(HashMap::new()),
             started,
             attesters: Arc::new(Mutex::new(attesters)),
+            reattest,
+            gate: Mutex::new(Gate::default()),
         }))
     }
 
@@ -146,9 +162,9 @@ impl Kernel {
         }
     }
 
-    /// Current health.
+    /// Current health. A serving kernel whose signing is frozen says why in `reason`.
     pub fn health(&self) -> HealthInfo {
-        let (state, reason, ms) = match self.status.read() {
+        let (state, mut reason, ms) = match self.status.read() {
             Ok(s) => (s.state, s.reason.clone(), s.boot_to_serving_ms),
             Err(_) => (
                 KernelState::Halted,
@@ -156,6 +172,11 @@ impl Kernel {
                 None,
             ),
         };
+        if state == KernelState::Serving {
+            if let Err(why) = self.attestation_gate() {
+                reason = Some(format!("signing frozen: {why}"));
+            }
+        }
         HealthInfo {
             kernel_id: self.cfg.kernel_id.clone(),
             state,
@@ -200,12 +221,16 @@ impl Kernel {
             match boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await {
                 Ok(unsealed) => {
                     let status = unsealed.result_claims.status.as_str().to_string();
+                    let result = unsealed.result.clone();
                     if let Ok(mut u) = self.unsealed.write() {
                         *u = Some(Arc::new(RwLock::new(unsealed)));
                     }
+                    self.with_gate(|g| g.attested_at_boot(Instant::now(), result));
                     self.set_status(KernelState::Serving, None);
                     self.audit(events::ATTESTATION, "boot", &("unsealed", status))
                         .await;
+                    self.audit_gate().await;
+                    tokio::spawn(crate::reattest::run(self.clone()));
                     tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
                     return KernelState::Serving;
                 }
@@ -241,6 +266,97 @@ impl Kernel {
 
     pub(crate) fn unsealed(&self) -> Option<Arc<RwLock<Unsealed>>> {
         self.unsealed.read().ok().and_then(|u| u.clone())
+    }
+
+    /// Whether the kernel halted for good.
+    pub fn is_halted(&self) -> bool {
+        self.status
+            .read()
+            .map(|s| s.state == KernelState::Halted)
+            .unwrap_or(true)
+    }
+
+    pub(crate) fn with_gate<R>(&self, f: impl FnOnce(&mut Gate) -> R) -> Option<R> {
+        self.gate.lock().ok().map(|mut g| f(&mut g))
+    }
+
+    fn feed_timeout(&self) -> Duration {
+        Duration::from_millis(self.reattest.feed_timeout_ms)
+    }
+
+    /// "Attestation precedence" (ron-kms K-G6): `Ok` while this kernel may sign, else why not.
+    pub fn attestation_gate(&self) -> Result<(), String> {
+        let t = self.feed_timeout();
+        self.with_gate(|g| g.check(Instant::now(), t))
+            .unwrap_or_else(|| Err("attestation gate lock poisoned".into()))
+    }
+
+    /// The gate as a refusal for the signing calls (`sign_digest`, FROST rounds).
+    pub(crate) fn signing_gate(&self) -> Result<(), Response> {
+        self.attestation_gate().map_err(|why| {
+            tracing::warn!(kernel = %self.cfg.kernel_id, %why, "signing refused");
+            Response::error(
+                ErrorCode::NotServing,
+                format!("signing frozen (attestation precedence): {why}"),
+            )
+        })
+    }
+
+    /// Whether the verifier's feed lists `kernel_id` as a revoked peer.
+    pub fn peer_revoked(&self, kernel_id: &str) -> bool {
+        self.with_gate(|g| g.peer_revoked(kernel_id))
+            .unwrap_or(true)
+    }
+
+    /// Revoked peers of this kernel's ceremony, as the feed last said.
+    pub fn revoked_peers(&self) -> Vec<String> {
+        self.with_gate(|g| g.revoked_peers()).unwrap_or_default()
+    }
+
+    /// The latest affirming result about this kernel, presented to peers.
+    pub(crate) fn peer_credential(&self) -> Option<Vec<u8>> {
+        self.with_gate(|g| g.credential()).flatten()
+    }
+
+    /// The manifest-draft hash and level every bundle of this boot binds to.
+    pub(crate) fn binding_inputs(&self) -> Option<([u8; 32], Level)> {
+        let u = self.unsealed()?;
+        let g = u.read().ok()?;
+        Some((g.draft_hash, g.level))
+    }
+
+    /// Audits a re-attestation event.
+    pub(crate) async fn audit_attestation(&self, what: &str, detail: &str) {
+        self.audit(events::ATTESTATION, "reattest", &(what, detail))
+            .await;
+    }
+
+    /// Audits the signing verdict when it changed (frozen, with the reason, or resumed).
+    pub(crate) async fn audit_gate(&self) {
+        let t = self.feed_timeout();
+        let Some(Some(verdict)) = self.with_gate(|g| g.transition(Instant::now(), t)) else {
+            return;
+        };
+        match verdict {
+            Ok(()) => {
+                tracing::info!(kernel = %self.cfg.kernel_id, "signing allowed");
+                self.audit_attestation("signing_resumed", "").await;
+            }
+            Err(why) => {
+                tracing::warn!(kernel = %self.cfg.kernel_id, %why, "signing frozen");
+                self.audit_attestation("signing_frozen", &why).await;
+            }
+        }
+    }
+
+    fn revoked_peer_refusal(&self, peer: &str) -> Option<Response> {
+        self.peer_revoked(peer).then(|| {
+            tracing::warn!(kernel = %self.cfg.kernel_id, %peer, "request from a revoked peer refused");
+            Response::error(
+                ErrorCode::Unauthorized,
+                format!("`{peer}` is revoked by the verifier"),
+            )
+        })
     }
 
     /// Checks the kernel is serving and its manifest hash lock holds; halts otherwise.
@@ -327,8 +443,14 @@ impl Kernel {
             }
             Request::Evaluate(p) => self.evaluate(&p).await,
             Request::SignDigest(p) => crate::frost::coordinate(self, &p.digest).await,
-            Request::FrostCommit(p) => crate::frost::commit(self, &p),
-            Request::FrostSign(p) => crate::frost::sign_share(self, &p).await,
+            Request::FrostCommit(p) => match self.revoked_peer_refusal(&p.peer.kernel_id) {
+                Some(r) => r,
+                None => crate::frost::commit(self, &p),
+            },
+            Request::FrostSign(p) => match self.revoked_peer_refusal(&p.peer.kernel_id) {
+                Some(r) => r,
+                None => crate::frost::sign_share(self, &p).await,
+            },
         }
     }
 
@@ -379,14 +501,19 @@ impl Kernel {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let tls = crate::tls::TlsServer::new(self); // attested TLS on tls::TLS_PORT
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => return,
-                a = listener.accept() => a,
+                a = listener.accept_port() => a,
             };
             let mut stream = match accepted {
-                Ok(s) => s,
+                Ok((s, crate::tls::TLS_PORT)) => {
+                    tls.spawn(s);
+                    continue;
+                }
+                Ok((s, _)) => s,
                 Err(e) => {
                     tracing::debug!(error = %e, "connection refused at handshake");
                     continue;

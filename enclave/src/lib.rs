@@ -16,8 +16,11 @@ pub mod cedar;
 pub mod config;
 pub mod frost;
 pub mod kernel;
+pub mod reattest;
+pub mod tls;
 pub mod transport;
 
 pub use attestation::manifest;
 pub use config::{KernelConfig, Platform, Retry};
 pub use kernel::Kernel;
+pub use reattest::ReattestConfig;

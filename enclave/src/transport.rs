@@ -1,7 +1,8 @@
 //! How the enclave reaches the world: only through vsock, via the host proxy.
 //!
-//! * In a CVM: AF_VSOCK (`tokio-vsock`); the enclave listens on [`GOVERNANCE_PORT`] and dials
-//!   the host (CID 2) on the verifier and peer ports.
+//! * In a CVM: AF_VSOCK (`tokio-vsock`); the enclave listens on [`GOVERNANCE_PORT`] (CBOR
+//!   frames) and [`crate::tls::TLS_PORT`] (the same calls over attested TLS) and dials the
+//!   host (CID 2) on the verifier and peer ports.
 //! * In development: the Firecracker hybrid-vsock convention over Unix sockets — the enclave
 //!   listens on its `uds` and answers `CONNECT <port>`, and dials host port `P` at `<uds>_P`.
 //!   The same proxy code runs on the host side in both cases.
@@ -25,6 +26,9 @@ pub enum Vsock {
     /// Real AF_VSOCK (inside a CVM).
     Kernel,
 }
+
+/// The ports the enclave serves, in [`Listener::accept_port`]'s answers.
+pub const SERVED_PORTS: [u32; 2] = [GOVERNANCE_PORT, crate::tls::TLS_PORT];
 
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +80,14 @@ impl Vsock {
                 Ok(Listener::Hybrid(l, uds.clone()))
             }
             Vsock::Kernel => {
-                let addr =
-                    tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, GOVERNANCE_PORT);
-                let l = tokio_vsock::VsockListener::bind(addr).map_err(TransportError::Listen)?;
-                Ok(Listener::Kernel(l))
+                let bind = |port| {
+                    let addr = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port);
+                    tokio_vsock::VsockListener::bind(addr).map_err(TransportError::Listen)
+                };
+                Ok(Listener::Kernel(
+                    bind(GOVERNANCE_PORT)?,
+                    bind(crate::tls::TLS_PORT)?,
+                ))
             }
         }
     }
@@ -90,34 +98,42 @@ impl Vsock {
 pub enum Listener {
     /// Hybrid (Unix socket) listener and its path (removed on drop).
     Hybrid(tokio::net::UnixListener, PathBuf),
-    /// AF_VSOCK listener.
-    Kernel(tokio_vsock::VsockListener),
+    /// AF_VSOCK listeners: governance port, TLS port.
+    Kernel(tokio_vsock::VsockListener, tokio_vsock::VsockListener),
 }
 
 impl Listener {
-    /// Accepts the next connection; for hybrid, completes the `CONNECT` handshake.
+    /// Accepts the next connection on any served port; for hybrid, completes the `CONNECT`
+    /// handshake.
     pub async fn accept(&mut self) -> Result<Box<dyn Stream>, TransportError> {
+        self.accept_port().await.map(|(s, _)| s)
+    }
+
+    /// Accepts the next connection and says which of [`SERVED_PORTS`] it came in on.
+    pub async fn accept_port(&mut self) -> Result<(Box<dyn Stream>, u32), TransportError> {
         match self {
             Listener::Hybrid(l, _) => {
                 let (mut s, _) = l.accept().await.map_err(TransportError::Listen)?;
-                match tokio::time::timeout(
+                let port = match tokio::time::timeout(
                     std::time::Duration::from_secs(5),
-                    hybrid::accept(&mut s, &[GOVERNANCE_PORT]),
+                    hybrid::accept(&mut s, &SERVED_PORTS),
                 )
                 .await
                 {
-                    Ok(r) => {
-                        r?;
-                    }
+                    Ok(r) => r?,
                     Err(_) => {
                         return Err(TransportError::Handshake(hybrid::HybridError::Malformed))
                     }
-                }
-                Ok(Box::new(s))
+                };
+                Ok((Box::new(s), port))
             }
-            Listener::Kernel(l) => {
-                let (s, _) = l.accept().await.map_err(TransportError::Listen)?;
-                Ok(Box::new(s))
+            Listener::Kernel(governance, tls) => {
+                let (s, port) = tokio::select! {
+                    a = governance.accept() => (a, GOVERNANCE_PORT),
+                    a = tls.accept() => (a, crate::tls::TLS_PORT),
+                };
+                let (s, _) = s.map_err(TransportError::Listen)?;
+                Ok((Box::new(s), port))
             }
         }
     }

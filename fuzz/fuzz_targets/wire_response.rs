@@ -1,12 +1,13 @@
-//! Response bodies: the enclave's `Response` (read by clients and peer kernels) and the
-//! verifier's `VerifierResponse` (read by the enclave). A decoded message re-encodes to a
-//! fixed point.
+//! Response bodies: the enclave's `Response` (read by clients and peer kernels), the
+//! verifier's `VerifierResponse` (read by the enclave) and the `FeedStatus` inside a signed
+//! `status` answer to `watch` (decoded by the enclave once its signature verified). A decoded
+//! message re-encodes to a fixed point.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
 use wire::msg::Response;
-use wire::verifier::VerifierResponse;
+use wire::verifier::{FeedStatus, VerifierResponse};
 
 /// `encode(decode(encode(m))) == encode(m)` for a message that decoded from fuzz input.
 fn reencodes<T: Serialize + DeserializeOwned>(msg: &T) {
@@ -22,5 +23,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(resp) = wire::decode::<VerifierResponse>(data) {
         reencodes(&resp);
+    }
+    if let Ok(status) = wire::decode::<FeedStatus>(data) {
+        reencodes(&status);
     }
 });

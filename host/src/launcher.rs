@@ -1,11 +1,12 @@
 //! QEMU command lines for one confidential VM per governance kernel.
 //!
-//! The launcher only *builds* argv vectors; running QEMU, and supervising it, belongs to
-//! whatever manages the host (systemd, a job runner). Keeping this a pure function lets every
-//! flag that matters to the measurement be unit-tested: with `kernel-hashes=on` the kernel,
-//! initrd and command line are measured into the SEV-SNP launch digest, so the cmdline
-//! here must be the one the reference values were computed for (see the `measurements`
-//! tooling).
+//! This module only *builds* argv vectors ([`crate::supervisor`] runs them). Keeping it a
+//! pure function lets every flag that matters to the measurement be unit-tested: with
+//! `kernel-hashes=on` the kernel, initrd and command line are measured into the SEV-SNP
+//! launch digest, so the cmdline here must be the one the reference values were computed
+//! for (the image's `cmdline` file; see the `measurements` tooling). The integration test
+//! `host/tests/qemu.rs` checks every option against what the installed QEMU accepts and
+//! against the QEMU documentation's examples.
 //!
 //! Modes:
 //! * `sev-snp`: AMD SEV-SNP, QEMU's `sev-snp-guest` object (QEMU ≥ 9.1) with private memory
@@ -16,8 +17,10 @@
 //! * `dev`: plain QEMU under TCG with no TEE, for KEE1-L1 development; its evidence is
 //!   software evidence that no L3 policy accepts.
 //!
-//! Every mode gets the same devices: `vhost-vsock-pci` with the kernel's guest CID (the only
-//! I/O path, served by the host proxy), and a TPM CRB device backed by an swtpm socket.
+//! Every mode gets the same devices: a TPM CRB device backed by an swtpm socket, and
+//! `vhost-vsock-pci` with the kernel's guest CID (the only I/O path, served by the host
+//! proxy). The vsock device comes last, so that when a host lacks `/dev/vhost-vsock` QEMU's
+//! error names it after every other option has been accepted.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,11 @@ pub const DEFAULT_TDX_FIRMWARE: &str = "/usr/share/ovmf/OVMF.inteltdx.fd";
 pub const SNP_CBITPOS: u32 = 51;
 /// Physical address bits lost to memory encryption: CPUID Fn8000_001F\[EBX\] bits 11:6.
 pub const SNP_REDUCED_PHYS_BITS: u32 = 1;
+/// SEV-SNP guest policy (SEV-SNP firmware ABI, table "Guest Policy Structure"): bit 17
+/// (reserved, must be one) and bit 16 (SMT allowed); debug (bit 19), migration agent
+/// (bit 18) and single-socket (bit 20) off. The verifier's SNP reference values check
+/// the same bits in the report.
+pub const SNP_POLICY: u64 = 0x3_0000;
 /// vCPU model for SEV-SNP guests; the launch digest depends on it (VMSA contents), so it
 /// must match the vcpu type the reference values were computed with.
 pub const SNP_CPU_MODEL: &str = "EPYC-v4";
@@ -79,7 +87,11 @@ impl fmt::Display for Mode {
 
 impl FromStr for Mode {
     type Err = LaunchError;
+    /// `snp` is accepted for `sev-snp`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "snp" {
+            return Ok(Mode::SevSnp);
+        }
         Mode::ALL
             .into_iter()
             .find(|m| m.name() == s)
@@ -112,8 +124,8 @@ impl TryFrom<u32> for GuestCid {
 /// Errors building a command line.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// "unknown mode `{0}`; use sev-snp, tdx or dev".
-    #[error("unknown mode `{0}`; use sev-snp, tdx or dev")]
+    /// "unknown platform `{0}`; use snp, tdx or dev".
+    #[error("unknown platform `{0}`; use snp, tdx or dev")]
     UnknownMode(String),
     /// "vsock cid {0} is reserved; guests use 3 to 4294967294".
     #[error("vsock cid {0} is reserved; guests use 3 to 4294967294")]
@@ -129,6 +141,45 @@ pub enum LaunchError {
     /// "{0} must be at least 1".
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// "`{0}` is not a size; use MiB, or a number with an M or G suffix".
+    #[error("`{0}` is not a size; use MiB, or a number with an M or G suffix")]
+    BadSize(String),
+}
+
+/// The guest's vsock device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VsockDevice {
+    /// `vhost-vsock-pci` served by the host kernel (`/dev/vhost-vsock`): the production path.
+    Vhost,
+    /// No vsock device: a console-only VM for checking that an image boots. Such a kernel
+    /// can reach nothing, so it never unseals.
+    None,
+}
+
+impl FromStr for VsockDevice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vhost" => Ok(VsockDevice::Vhost),
+            "none" => Ok(VsockDevice::None),
+            other => Err(format!("unknown vsock device `{other}`; use vhost or none")),
+        }
+    }
+}
+
+/// Reads a memory size: plain MiB (`2048`), or `512M` / `4G`.
+pub fn parse_memory_mib(text: &str) -> Result<u32, LaunchError> {
+    let bad = || LaunchError::BadSize(text.to_owned());
+    let t = text.trim();
+    let (digits, factor) = match t.strip_suffix(['G', 'g']) {
+        Some(d) => (d, 1024u32),
+        None => (t.strip_suffix(['M', 'm']).unwrap_or(t), 1),
+    };
+    digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(bad)
 }
 
 /// What to launch.
@@ -154,6 +205,14 @@ pub struct LaunchSpec {
     pub vcpus: u32,
     /// QEMU binary.
     pub qemu: PathBuf,
+    /// The vsock device.
+    pub vsock: VsockDevice,
+    /// QMP control socket (`-qmp unix:…,server=on,wait=off`), for the supervisor.
+    pub qmp_socket: Option<PathBuf>,
+    /// VM name shown by QEMU (`-name`), normally the kernel id.
+    pub name: Option<String>,
+    /// Start with the vCPUs stopped (`-S`): everything is set up, nothing runs.
+    pub start_paused: bool,
 }
 
 impl LaunchSpec {
@@ -176,6 +235,10 @@ impl LaunchSpec {
             memory_mib: DEFAULT_MEMORY_MIB,
             vcpus: DEFAULT_VCPUS,
             qemu: PathBuf::from(DEFAULT_QEMU),
+            vsock: VsockDevice::Vhost,
+            qmp_socket: None,
+            name: None,
+            start_paused: false,
         }
     }
 }
@@ -211,6 +274,16 @@ pub fn qemu_argv(spec: &LaunchSpec) -> Result<Vec<String>, LaunchError> {
         "-serial",
         "stdio",
     ]);
+    if let Some(name) = &spec.name {
+        push(&["-name", &opt(name)]);
+    }
+    if let Some(qmp) = &spec.qmp_socket {
+        let qmp = format!("unix:{},server=on,wait=off", opt(utf8("qmp socket", qmp)?));
+        push(&["-qmp", &qmp]);
+    }
+    if spec.start_paused {
+        push(&["-S"]);
+    }
 
     // Platform: machine, accelerator, CPU, memory, TEE object, firmware.
     let firmware = match spec.mode {
@@ -230,7 +303,8 @@ pub fn qemu_argv(spec: &LaunchSpec) -> Result<Vec<String>, LaunchError> {
     match spec.mode {
         Mode::SevSnp => {
             let snp = format!(
-                "sev-snp-guest,id=sev0,cbitpos={SNP_CBITPOS},reduced-phys-bits={SNP_REDUCED_PHYS_BITS},kernel-hashes=on"
+                "sev-snp-guest,id=sev0,cbitpos={SNP_CBITPOS},reduced-phys-bits={SNP_REDUCED_PHYS_BITS},\
+                 policy={SNP_POLICY:#x},kernel-hashes=on"
             );
             push(&[
                 "-machine",
@@ -281,22 +355,11 @@ pub fn qemu_argv(spec: &LaunchSpec) -> Result<Vec<String>, LaunchError> {
         &spec.append,
     ]);
 
-    // vsock: the guest's only I/O path. Confidential guests need virtio to go through the
-    // DMA API (bounce buffers in shared memory), hence iommu_platform on a modern device.
-    let vsock = match spec.mode {
-        Mode::SevSnp | Mode::Tdx => format!(
-            "vhost-vsock-pci,guest-cid={},disable-legacy=on,iommu_platform=true",
-            spec.cid.get()
-        ),
-        Mode::Dev => format!("vhost-vsock-pci,guest-cid={}", spec.cid.get()),
-    };
     let tpm = format!(
         "socket,id=chrtpm,path={}",
         opt(utf8("tpm socket", &spec.tpm_socket)?)
     );
     push(&[
-        "-device",
-        &vsock,
         "-chardev",
         &tpm,
         "-tpmdev",
@@ -304,6 +367,22 @@ pub fn qemu_argv(spec: &LaunchSpec) -> Result<Vec<String>, LaunchError> {
         "-device",
         "tpm-crb,tpmdev=tpm0",
     ]);
+
+    // vsock: the guest's only I/O path. Confidential guests need virtio to go through the
+    // DMA API (bounce buffers in shared memory), hence iommu_platform on a modern device.
+    let vsock = match (spec.vsock, spec.mode) {
+        (VsockDevice::None, _) => None,
+        (VsockDevice::Vhost, Mode::SevSnp | Mode::Tdx) => Some(format!(
+            "vhost-vsock-pci,guest-cid={},disable-legacy=on,iommu_platform=true",
+            spec.cid.get()
+        )),
+        (VsockDevice::Vhost, Mode::Dev) => {
+            Some(format!("vhost-vsock-pci,guest-cid={}", spec.cid.get()))
+        }
+    };
+    if let Some(vsock) = vsock {
+        push(&["-device", &vsock]);
+    }
     Ok(argv)
 }
 
@@ -379,7 +458,7 @@ mod tests {
             values(&argv, "-object"),
             [
                 "memory-backend-memfd,id=ram1,size=2048M,share=true,prealloc=false",
-                "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
+                "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,kernel-hashes=on",
             ]
         );
         assert_eq!(values(&argv, "-accel"), ["kvm"]);
@@ -416,7 +495,40 @@ mod tests {
         assert!(!argv
             .iter()
             .any(|a| a.contains("confidential-guest-support")));
-        assert_eq!(values(&argv, "-device")[0], "vhost-vsock-pci,guest-cid=7");
+        // The vsock device is the last option: QEMU reports it last if the host lacks it.
+        assert_eq!(
+            argv[argv.len() - 2..],
+            ["-device", "vhost-vsock-pci,guest-cid=7"]
+        );
+    }
+
+    #[test]
+    fn supervisor_options_and_console_only_vms() {
+        let mut s = spec(Mode::Dev);
+        s.vsock = VsockDevice::None;
+        s.qmp_socket = Some("/run/k,1/qmp.sock".into());
+        s.name = Some("k1".into());
+        s.start_paused = true;
+        let argv = qemu_argv(&s).unwrap();
+        assert!(!argv.iter().any(|a| a.contains("vsock")));
+        assert_eq!(
+            values(&argv, "-qmp"),
+            ["unix:/run/k,,1/qmp.sock,server=on,wait=off"]
+        );
+        assert_eq!(values(&argv, "-name"), ["k1"]);
+        assert!(argv.contains(&"-S".to_owned()));
+    }
+
+    #[test]
+    fn memory_sizes_and_platform_names() {
+        assert_eq!(parse_memory_mib("2048").unwrap(), 2048);
+        assert_eq!(parse_memory_mib("512M").unwrap(), 512);
+        assert_eq!(parse_memory_mib("4G").unwrap(), 4096);
+        assert!(parse_memory_mib("4T").is_err());
+        assert!(parse_memory_mib("9999999G").is_err());
+        assert_eq!("snp".parse::<Mode>().unwrap(), Mode::SevSnp);
+        assert_eq!("vhost".parse::<VsockDevice>().unwrap(), VsockDevice::Vhost);
+        assert!("virtio".parse::<VsockDevice>().is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!
 //! * `unix:/path/to.sock`: a plain Unix stream socket;
 //! * `tcp:127.0.0.1:7000` (or `tcp:[::1]:7000`): a TCP address (IP literal, no DNS);
+//! * `dns:verifier.internal:7000`: a TCP destination by host name, resolved at each
+//!   connect (destinations only: the proxy never listens on a name);
 //! * `hybrid:/path/to/enclave.sock:5000`: host-initiated hybrid vsock, i.e. connect to the
 //!   Unix socket and perform the `CONNECT 5000` handshake;
 //! * `vsock:3:5000`: real `AF_VSOCK`, context id 3, port 5000.
@@ -50,6 +52,13 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// `tcp:IP:PORT`.
     Tcp(SocketAddr),
+    /// `dns:HOST:PORT`: a TCP destination by name, resolved at each connect.
+    Dns {
+        /// Host name (letters, digits, `-` and `.`; at most 253 characters).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
     /// `hybrid:UDS:PORT`: host-initiated hybrid vsock through the guest's Unix socket.
     Hybrid {
         /// The guest's (or VMM's) Unix socket.
@@ -87,6 +96,31 @@ pub enum ParseEndpointError {
     /// "endpoint `{0}` lacks its `:PORT` suffix".
     #[error("endpoint `{0}` lacks its `:PORT` suffix")]
     MissingPort(String),
+    /// "`{0}` is not a host name (letters, digits, `-` and `.`)".
+    #[error("`{0}` is not a host name (letters, digits, `-` and `.`)")]
+    BadHostName(String),
+}
+
+/// Longest host name accepted in a `dns:` endpoint (RFC 1035 §2.3.4, textual form).
+pub const MAX_HOST_NAME_CHARS: usize = 253;
+
+fn host_name(name: &str) -> Result<String, ParseEndpointError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_HOST_NAME_CHARS
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(ParseEndpointError::BadHostName(name.to_owned()))
+    }
 }
 
 impl FromStr for Endpoint {
@@ -116,6 +150,15 @@ impl FromStr for Endpoint {
                     port: port.parse()?,
                 })
             }
+            "dns" => {
+                let (host, port) = split_port(s, rest)?;
+                Ok(Endpoint::Dns {
+                    host: host_name(host)?,
+                    port: port
+                        .parse()
+                        .map_err(|_| ParseEndpointError::BadPort(port.to_owned()))?,
+                })
+            }
             "vsock" => {
                 let (cid, port) = split_port(s, rest)?;
                 Ok(Endpoint::Vsock {
@@ -141,6 +184,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
             Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
+            Endpoint::Dns { host, port } => write!(f, "dns:{host}:{port}"),
             Endpoint::Hybrid { uds, port } => write!(f, "hybrid:{}:{port}", uds.display()),
             Endpoint::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
         }
@@ -157,8 +201,11 @@ pub type Connection = Box<dyn Stream>;
 /// Who is on the other end of an accepted connection, as far as the transport can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
-    /// A Unix-socket peer (no address).
-    Unix,
+    /// A Unix-socket peer: no address, but the kernel tells its user id (`SO_PEERCRED`).
+    Unix {
+        /// The peer process's user id, when the credentials could be read.
+        uid: Option<u32>,
+    },
     /// A TCP peer.
     Tcp(SocketAddr),
     /// A vsock peer.
@@ -173,7 +220,8 @@ pub enum Peer {
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Peer::Unix => f.write_str("unix"),
+            Peer::Unix { uid: Some(uid) } => write!(f, "unix:uid={uid}"),
+            Peer::Unix { uid: None } => f.write_str("unix"),
             Peer::Tcp(a) => write!(f, "tcp:{a}"),
             Peer::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
         }
@@ -213,8 +261,8 @@ pub enum TransportError {
     /// "`{0}` is already in use by a live listener".
     #[error("`{0}` is already in use by a live listener")]
     InUse(String),
-    /// "cannot listen on `{0}`: a hybrid endpoint is the guest's socket, not the host's".
-    #[error("cannot listen on `{0}`: a hybrid endpoint is the guest's socket, not the host's")]
+    /// "cannot listen on `{0}`: only unix:, tcp: and vsock: endpoints are listened on".
+    #[error("cannot listen on `{0}`: only unix:, tcp: and vsock: endpoints are listened on")]
     NotListenable(String),
     /// "could not read the listener's local address".
     #[error("could not read the listener's local address")]
@@ -242,6 +290,14 @@ impl Transport for Endpoint {
             Endpoint::Tcp(addr) => {
                 let s = TcpStream::connect(addr).await.map_err(failed)?;
                 // Frames are written whole; do not hold the tail of one back.
+                s.set_nodelay(true).map_err(failed)?;
+                Ok(Box::new(s))
+            }
+            Endpoint::Dns { host, port } => {
+                // Resolved at every connect, so a destination that moves is followed.
+                let s = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(failed)?;
                 s.set_nodelay(true).map_err(failed)?;
                 Ok(Box::new(s))
             }
@@ -317,7 +373,9 @@ impl Listener {
                     tokio_vsock::VsockListener::bind(addr).map_err(failed)?,
                 ))
             }
-            Endpoint::Hybrid { .. } => Err(TransportError::NotListenable(endpoint.to_string())),
+            Endpoint::Hybrid { .. } | Endpoint::Dns { .. } => {
+                Err(TransportError::NotListenable(endpoint.to_string()))
+            }
         }
     }
 
@@ -344,7 +402,8 @@ impl Listener {
         match self {
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await.map_err(TransportError::Accept)?;
-                Ok((Box::new(s), Peer::Unix))
+                let uid = s.peer_cred().ok().map(|c| c.uid());
+                Ok((Box::new(s), Peer::Unix { uid }))
             }
             Listener::Tcp(l) => {
                 let (s, addr) = l.accept().await.map_err(TransportError::Accept)?;
@@ -393,6 +452,7 @@ mod tests {
             "unix:/run/k1/public.sock",
             "tcp:127.0.0.1:7000",
             "tcp:[::1]:7000",
+            "dns:verifier.internal:7000",
             "hybrid:/run/k1/enclave.sock:5000",
             "vsock:3:5000",
         ] {
@@ -437,6 +497,29 @@ mod tests {
             ParseEndpointError::EmptyPath(_)
         ));
         assert!(matches!(err("vsock:x:1"), ParseEndpointError::BadCid(_)));
+        assert!(matches!(
+            err("dns:bad_name:1"),
+            ParseEndpointError::BadHostName(_)
+        ));
+        assert!(matches!(
+            err("dns:-x.example:1"),
+            ParseEndpointError::BadHostName(_)
+        ));
+        assert!(matches!(
+            err("dns:x.example:70000"),
+            ParseEndpointError::BadPort(_)
+        ));
+        assert!(matches!(
+            err("dns:x.example"),
+            ParseEndpointError::MissingPort(_)
+        ));
+        assert_eq!(
+            "dns:Verifier.Internal:7000"
+                .parse::<Endpoint>()
+                .unwrap()
+                .to_string(),
+            "dns:verifier.internal:7000"
+        );
         assert!(matches!(err("vsock:3:-1"), ParseEndpointError::BadPort(_)));
     }
 
@@ -460,12 +543,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hybrid_is_not_listenable() {
-        let ep: Endpoint = "hybrid:/tmp/x.sock:5000".parse().unwrap();
-        assert!(matches!(
-            Listener::bind(&ep).await,
-            Err(TransportError::NotListenable(_))
-        ));
+    async fn hybrid_and_dns_are_not_listenable() {
+        for text in ["hybrid:/tmp/x.sock:5000", "dns:localhost:5000"] {
+            let ep: Endpoint = text.parse().unwrap();
+            assert!(matches!(
+                Listener::bind(&ep).await,
+                Err(TransportError::NotListenable(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn dns_endpoint_connects_by_name() {
+        let l = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let Endpoint::Tcp(addr) = l.local_endpoint().unwrap() else {
+            panic!("tcp listener reports a non-tcp endpoint");
+        };
+        let ep: Endpoint = format!("dns:localhost:{}", addr.port()).parse().unwrap();
+        let (client, server) = tokio::join!(ep.connect(), l.accept());
+        client.unwrap();
+        server.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unix_peers_carry_their_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = Endpoint::Unix(dir.path().join("s.sock"));
+        let l = Listener::bind(&ep).await.unwrap();
+        let (client, server) = tokio::join!(ep.connect(), l.accept());
+        client.unwrap();
+        let (_, peer) = server.unwrap();
+        let me = std::fs::metadata(dir.path()).map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid()
+        });
+        assert_eq!(peer, Peer::Unix { uid: me.ok() });
     }
 
     #[tokio::test]

@@ -20,23 +20,45 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// An image directory with placeholder files (a dry run does not boot them).
+fn placeholder_image() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vmlinuz"), b"kernel").unwrap();
+    std::fs::write(dir.path().join("initrd.img"), b"initrd").unwrap();
+    std::fs::write(
+        dir.path().join("cmdline"),
+        "console=ttyS0 panic=-1 rdinit=/init\n",
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
-fn launch_prints_argv_as_json() {
+fn launch_dry_run_prints_argv_as_json() {
+    let image = placeholder_image();
+    let root = tempfile::tempdir().unwrap();
     let out = Command::new(HOST)
         .args([
             "launch",
-            "--mode",
-            "sev-snp",
-            "--kernel",
-            "/img/vmlinuz",
-            "--initrd",
-            "/img/initrd",
+            "--kernel-id",
+            "k1",
+            "--platform",
+            "snp",
+            "--vcpus",
+            "4",
+        ])
+        .args([
+            "--memory",
+            "4G",
             "--cid",
             "5",
-            "--tpm-sock",
-            "/run/swtpm.sock",
+            "--dry-run",
             "--json",
+            "--image",
         ])
+        .arg(image.path())
+        .arg("--state-root")
+        .arg(root.path())
         .output()
         .unwrap();
     assert!(
@@ -47,31 +69,74 @@ fn launch_prints_argv_as_json() {
     let argv: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(argv[0], "qemu-system-x86_64");
     assert!(argv.iter().any(|a| a.starts_with("sev-snp-guest,id=sev0")));
+    assert!(argv.iter().any(|a| a == "4096M"));
+    assert!(argv
+        .iter()
+        .any(|a| a == "console=ttyS0 panic=-1 rdinit=/init"));
     assert!(argv
         .iter()
         .any(|a| a.starts_with("vhost-vsock-pci,guest-cid=5")));
+    // The kernel's own state directory holds its swtpm and QMP sockets.
+    let k1 = root.path().join("k1");
+    assert!(argv
+        .iter()
+        .any(|a| a.contains(&format!("path={}", k1.join("swtpm.sock").display()))));
+    assert!(argv
+        .iter()
+        .any(|a| a.contains(&*k1.join("qmp.sock").to_string_lossy())));
+    // A dry run starts and creates nothing.
+    assert!(!k1.exists());
 }
 
 #[test]
 fn launch_refuses_a_reserved_cid() {
+    let image = placeholder_image();
     let out = Command::new(HOST)
         .args([
             "launch",
-            "--mode",
+            "--kernel-id",
+            "k1",
+            "--platform",
             "dev",
-            "--kernel",
-            "k",
-            "--initrd",
-            "i",
             "--cid",
             "2",
-            "--tpm-sock",
-            "t",
         ])
+        .arg("--image")
+        .arg(image.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+}
+
+#[test]
+fn ps_stop_and_logs_answer_in_json_for_an_empty_root() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(HOST)
+            .args(args)
+            .arg("--state-root")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let ps = run(&["ps", "--json"]);
+    assert!(ps.status.success());
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&ps.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    for args in [&["stop", "k9", "--json"][..], &["logs", "k9", "--json"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no kernel `k9`"));
+    }
+    let bad = run(&["stop", "../etc"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a bad kernel id is a usage error"
+    );
 }
 
 #[test]

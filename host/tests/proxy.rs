@@ -303,23 +303,31 @@ async fn connections_over_the_limit_are_refused_busy() {
 }
 
 #[tokio::test]
-async fn idle_connections_are_closed() {
+async fn silent_and_stalled_connections_are_closed() {
     let setup = Setup::new();
     let _seen = fake_enclave(&setup.enclave_uds);
     let mut config = setup.config();
+    config.limits.handshake_timeout_ms = 150;
     config.limits.idle_timeout_ms = 150;
     let proxy = setup.start(config).await;
 
+    // Never sends a frame: the handshake deadline closes it.
     let mut c = proxy.client().await;
     assert!(is_closed(&mut c).await);
-    // A client that sends half a frame and stalls is closed too.
+    // Sends half a first frame and stalls: closed by the same deadline.
     let mut slow = proxy.client().await;
     slow.write_all(&[0, 0]).await.unwrap();
     assert!(matches!(
         wire::read_frame(&mut slow).await,
         Err(wire::FrameError::Closed)
     ));
-    assert_eq!(proxy.handle.metrics().inbound.idle_timeouts, 2);
+    // Served once, then idle: the idle timeout closes it.
+    let mut idle = proxy.client().await;
+    assert_eq!(call(&mut idle, &request("health")).await, health_frame());
+    assert!(is_closed(&mut idle).await);
+    let m = proxy.handle.metrics().inbound;
+    assert_eq!(m.handshake_timeouts, 2);
+    assert_eq!(m.idle_timeouts, 1);
     proxy.stop().await;
 }
 

@@ -5,6 +5,11 @@
 //! under a wrap key it keeps) and releases a wrap key only to a kernel whose latest result is
 //! affirming, on the connection that carried the bundle, encrypted to the key in that bundle.
 //!
+//! After release it keeps re-attesting every kernel (Keylime-style, [`monitor`]): a fresh
+//! challenge each interval over the kernel's long-polled feed, a registry of every kernel's
+//! state and history ([`registry`]), revocation on a failed or missing answer pushed to the
+//! revoked kernel's signing group, and the operator's view of it all ([`ops`]).
+//!
 //! Threat model: the host and network between enclave and verifier are untrusted (they may
 //! drop, delay, replay or alter frames); the verifier trusts only its own state (SQLite),
 //! its policy file and the vendor roots. Every failure leaves a wrap key unreleased.
@@ -12,9 +17,13 @@
 
 pub mod ceremony;
 pub mod evidence;
+pub mod monitor;
 pub mod offline;
+pub mod ops;
+pub mod registry;
 pub mod service;
 pub mod store;
 
-pub use service::{serve, ServiceConfig, ServiceHandle};
+pub use monitor::{Monitor, MonitorConfig};
+pub use service::{serve, serve_with, ServiceConfig, ServiceHandle};
 pub use store::Store;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 /// Relying party and key broker for governance kernels.
 ///
-/// Exit codes: 0 success, 1 failure (the message says which check or file), 2 usage error.
+/// Exit codes: 0 success, 1 failure (the message says which check or file, or which kernel is
+/// not registered), 2 usage error.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -32,6 +33,96 @@ enum Cmd {
         /// Write the result-signing public key (hex) here once listening.
         #[arg(long)]
         public_key_out: Option<PathBuf>,
+        /// Re-attestation: time between challenges of one kernel (ms).
+        #[arg(long, default_value_t = 60_000)]
+        interval_ms: u64,
+        /// Re-attestation: random spread of each interval (percent, 0-50).
+        #[arg(long, default_value_t = 10)]
+        jitter_pct: u8,
+        /// Re-attestation: consecutive missed challenges that revoke a kernel.
+        #[arg(long, default_value_t = 3)]
+        grace: u32,
+        /// Re-attestation: time a kernel has to answer one challenge (ms).
+        #[arg(long, default_value_t = 10_000)]
+        challenge_timeout_ms: u64,
+        /// Re-attestation: longest a kernel's `watch` is held without news (ms); below the
+        /// host proxy's 30 s response timeout and the kernels' feed timeout.
+        #[arg(long, default_value_t = 10_000)]
+        hold_ms: u64,
+        /// How often missed challenges, revocation deadlines and operator commands are
+        /// looked at (ms).
+        #[arg(long, default_value_t = 1_000)]
+        sweep_ms: u64,
+    },
+    /// List every registered kernel with its attestation state.
+    Kernels {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One kernel's state, attestation key, latest appraisals, history and revocations (with
+    /// their KEE-1 P8 completion state: clean, partial, unknown).
+    Status {
+        /// Kernel id.
+        id: String,
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Entries of each list to show.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a kernel and hold it: its signing group stops trusting it, no wrap key is
+    /// released to it, and it stops signing, until `admit` and a fresh affirming result.
+    /// Applied by the running service within one sweep (or at its next start).
+    Revoke {
+        /// Kernel id.
+        id: String,
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Why (recorded in the registry and the revocation).
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+        /// Wait this long for the running service to apply it (ms; 0 = do not wait).
+        #[arg(long, default_value_t = 5_000)]
+        wait_ms: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift an operator hold; the kernel is reinstated only by a fresh affirming result.
+    Admit {
+        /// Kernel id.
+        id: String,
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Why.
+        #[arg(long, default_value = "admitted by an operator")]
+        reason: String,
+        /// Wait this long for the running service to apply it (ms; 0 = do not wait).
+        #[arg(long, default_value_t = 5_000)]
+        wait_ms: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-attestation metrics the running service last wrote: appraisals/s, failures by
+    /// reason, missed challenges, revocations and their propagation time.
+    Metrics {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate a FROST t-of-n key, seal one share per kernel, register the wrap keys.
     Ceremony {
@@ -74,6 +165,41 @@ fn load_policy(path: &PathBuf) -> anyhow::Result<AppraisalPolicy> {
     AppraisalPolicy::from_json(&text).with_context(|| format!("policy `{}`", path.display()))
 }
 
+/// Opens a database that must already exist (operator verbs never create one).
+fn open_existing(db: &std::path::Path) -> anyhow::Result<verifier::Store> {
+    if !db.is_file() {
+        anyhow::bail!("no verifier database at `{}`", db.display());
+    }
+    verifier::Store::open(db).with_context(|| format!("opening `{}`", db.display()))
+}
+
+fn operator(
+    db: &std::path::Path,
+    id: &str,
+    what: &str,
+    reason: &str,
+    wait_ms: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_existing(db)?;
+    let cmd = verifier::ops::request(&store, id, what, reason)?;
+    let cmd =
+        verifier::ops::wait_applied(&store, cmd.id, std::time::Duration::from_millis(wait_ms))?
+            .unwrap_or(cmd);
+    if json {
+        println!("{}", serde_json::to_string(&cmd)?);
+    } else {
+        match (&cmd.applied_at_ms, &cmd.outcome) {
+            (Some(at), Some(outcome)) => println!("{what} {id}: {outcome} (applied at {at})"),
+            _ => println!(
+                "{what} {id}: queued as command {}; no running verifier applied it yet (it is applied within one sweep, or when the service next starts)",
+                cmd.id
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -88,13 +214,33 @@ fn main() -> anyhow::Result<()> {
             policy,
             listen,
             public_key_out,
+            interval_ms,
+            jitter_pct,
+            grace,
+            challenge_timeout_ms,
+            hold_ms,
+            sweep_ms,
         } => {
             let policy = load_policy(&policy)?;
+            let monitor = verifier::MonitorConfig {
+                interval_ms,
+                jitter_pct,
+                grace,
+                challenge_timeout_ms,
+                hold_ms,
+                sweep_ms,
+                ..verifier::MonitorConfig::default()
+            };
             let store =
                 Arc::new(verifier::Store::open(&db).context("opening the verifier database")?);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let handle = verifier::serve(verifier::ServiceConfig { listen, policy }, store).await?;
+                let handle = verifier::serve_with(
+                    verifier::ServiceConfig { listen, policy },
+                    monitor,
+                    store,
+                )
+                .await?;
                 if let Some(out) = public_key_out {
                     std::fs::write(&out, hex::encode(&handle.public_key))
                         .with_context(|| format!("writing `{}`", out.display()))?;
@@ -139,6 +285,96 @@ fn main() -> anyhow::Result<()> {
                 println!("group public key: {}", out.group_public_key);
                 for (k, p) in &out.sealed_shares {
                     println!("  {k}: sealed share at {}", p.display());
+                }
+            }
+            Ok(())
+        }
+        Cmd::Kernels { db, json } => {
+            let store = open_existing(&db)?;
+            let records = verifier::ops::kernels(&store)?;
+            if json {
+                println!("{}", serde_json::json!({ "kernels": records }));
+            } else {
+                print!("{}", verifier::ops::render_kernels(&records));
+            }
+            Ok(())
+        }
+        Cmd::Status {
+            id,
+            db,
+            limit,
+            json,
+        } => {
+            let store = open_existing(&db)?;
+            let view = verifier::ops::status(&store, &id, limit)?;
+            if json {
+                println!("{}", serde_json::to_string(&view)?);
+            } else {
+                print!("{}", verifier::ops::render_status(&view));
+            }
+            Ok(())
+        }
+        Cmd::Revoke {
+            id,
+            db,
+            reason,
+            wait_ms,
+            json,
+        } => operator(
+            &db,
+            &id,
+            verifier::registry::action::REVOKE,
+            &reason,
+            wait_ms,
+            json,
+        ),
+        Cmd::Admit {
+            id,
+            db,
+            reason,
+            wait_ms,
+            json,
+        } => operator(
+            &db,
+            &id,
+            verifier::registry::action::ADMIT,
+            &reason,
+            wait_ms,
+            json,
+        ),
+        Cmd::Metrics { db, json } => {
+            let store = open_existing(&db)?;
+            let m = verifier::ops::metrics(&store)?;
+            match (m, json) {
+                (Some(m), true) => println!("{}", serde_json::to_string(&m)?),
+                (None, true) => println!("{}", serde_json::json!({ "metrics": null })),
+                (Some(m), false) => {
+                    println!("at: {} (uptime {:.0} s)", m.at_ms, m.uptime_s);
+                    println!(
+                        "appraisals: {} total, {} answering challenges, {} affirming, {:.1}/s",
+                        m.appraisals_total,
+                        m.challenge_appraisals_total,
+                        m.affirming_total,
+                        m.appraisals_per_s
+                    );
+                    println!("failures by reason: {:?}", m.failures_by_reason);
+                    println!("missed challenges: {}", m.missed_challenges_total);
+                    println!(
+                        "revocations: {} ({} reinstated); completion {:?}",
+                        m.revocations_total, m.reinstatements_total, m.revocation_completion
+                    );
+                    let p = &m.revocation_propagation;
+                    println!(
+                        "revocation propagation: {} acknowledgements, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        p.samples, p.p50_ms, p.p99_ms, p.max_ms
+                    );
+                    println!(
+                        "kernels by state: {:?}; watching: {}",
+                        m.kernels_by_state, m.watching
+                    );
+                }
+                (None, false) => {
+                    println!("no metrics yet: the service writes them every 5 s while it runs")
                 }
             }
             Ok(())

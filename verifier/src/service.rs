@@ -1,10 +1,13 @@
-//! The verifier's network service: one connection carries one appraisal
-//! (`nonce` → `appraise` → `release_key`), framed with the `wire` crate.
+//! The verifier's network service, framed with the `wire` crate. A boot connection carries
+//! one appraisal (`nonce` → `appraise` → `release_key`); a `watch` connection carries a
+//! kernel's continuous attestation (held `watch` answers, and `appraise` for each challenge
+//! they carry), served by the [`Monitor`].
 
+use crate::monitor::{Monitor, MonitorConfig, MonitorError, WatchSession};
 use crate::store::{NonceUse, Store, StoreError};
 use attestation::appraisal::{appraise, AppraisalContext, AppraisalPolicy};
 use attestation::bundle::UnverifiedBundle;
-use attestation::result::{AttestationResult, ResultSigner, Tier, EAR_PROFILE};
+use attestation::result::{claim, AttestationResult, ResultSigner, Tier, TrustClaim, EAR_PROFILE};
 use attestation::sealing;
 use ring::rand::SecureRandom;
 use std::net::SocketAddr;
@@ -13,7 +16,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use wire::verifier::{VerifierRequest, VerifierResponse};
 
-/// Most requests one connection may make (nonce, appraise, release and slack).
+/// Most requests one boot connection may make (nonce, appraise, release and slack). A
+/// `watch` connection has no count limit: each `watch` is held, and it may `appraise` only
+/// as many bundles as it was sent challenges.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 8;
 /// A connection idle this long is closed.
 pub const IDLE_TIMEOUT_MS: u64 = 30_000;
@@ -38,6 +43,9 @@ pub enum ServiceError {
     /// State store failure.
     #[error("verifier state")]
     Store(#[from] StoreError),
+    /// The re-attestation monitor could not start.
+    #[error("re-attestation monitor")]
+    Monitor(#[from] MonitorError),
 }
 
 /// What the service needs.
@@ -56,19 +64,25 @@ pub struct ServiceHandle {
     pub addr: SocketAddr,
     /// The result-signing public key (Ed25519).
     pub public_key: Vec<u8>,
+    /// The re-attestation monitor (registry view, metrics).
+    pub monitor: Arc<Monitor>,
     task: tokio::task::JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    _checkpointer: crate::store::Checkpointer,
 }
 
 impl ServiceHandle {
-    /// Stops accepting connections.
+    /// Stops the service: no new connections, every open connection (held `watch`es
+    /// included) closed, the sweeper stopped.
     pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
         self.task.abort();
     }
 }
 
 impl Drop for ServiceHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -76,22 +90,40 @@ struct Shared {
     store: Arc<Store>,
     policy: AppraisalPolicy,
     signer: ResultSigner,
+    monitor: Arc<Monitor>,
+}
+
+fn signing_pkcs8(store: &Store) -> Result<Vec<u8>, ServiceError> {
+    store
+        .signing_key(|| ResultSigner::generate().ok().map(|(_, p)| p))?
+        .ok_or(ServiceError::Key)
 }
 
 /// Loads (or creates) the result-signing key from `store`.
 pub fn load_signer(store: &Store) -> Result<ResultSigner, ServiceError> {
-    let pkcs8 = store
-        .signing_key(|| ResultSigner::generate().ok().map(|(_, p)| p))?
-        .ok_or(ServiceError::Key)?;
-    ResultSigner::from_pkcs8(&pkcs8).map_err(|_| ServiceError::Key)
+    ResultSigner::from_pkcs8(&signing_pkcs8(store)?).map_err(|_| ServiceError::Key)
 }
 
-/// Binds and starts serving in the background.
+/// Binds and starts serving in the background, re-attesting with the default settings.
 pub async fn serve(
     config: ServiceConfig,
     store: Arc<Store>,
 ) -> Result<ServiceHandle, ServiceError> {
-    let signer = load_signer(&store)?;
+    serve_with(config, MonitorConfig::default(), store).await
+}
+
+/// Binds and starts serving in the background with these re-attestation settings.
+pub async fn serve_with(
+    config: ServiceConfig,
+    monitor: MonitorConfig,
+    store: Arc<Store>,
+) -> Result<ServiceHandle, ServiceError> {
+    let pkcs8 = signing_pkcs8(&store)?;
+    let signer = ResultSigner::from_pkcs8(&pkcs8).map_err(|_| ServiceError::Key)?;
+    // The feed is signed with the same key as results (the key kernels pin), under its own
+    // domain-separation context.
+    let feed_key =
+        ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| ServiceError::Key)?;
     let public_key = signer.public_key().to_vec();
     let listener =
         TcpListener::bind(config.listen)
@@ -106,10 +138,20 @@ pub async fn serve(
             addr: config.listen.to_string(),
             source,
         })?;
+    let monitor = Monitor::start(
+        monitor,
+        config.policy.policy_id.clone(),
+        store.clone(),
+        feed_key,
+    )?;
+    let checkpointer = store.start_checkpointer()?;
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(monitor.clone().run_sweeper(shutdown_rx.clone()));
     let shared = Arc::new(Shared {
         store,
         policy: config.policy,
         signer,
+        monitor: monitor.clone(),
     });
     let task = tokio::spawn(async move {
         loop {
@@ -118,9 +160,15 @@ pub async fn serve(
                 continue;
             };
             let shared = shared.clone();
+            let mut stop = shutdown_rx.clone();
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, shared).await {
-                    tracing::debug!(%peer, error = %e, "verifier connection ended");
+                tokio::select! {
+                    r = connection(stream, shared) => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "verifier connection ended");
+                        }
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
                 }
             });
         }
@@ -128,25 +176,59 @@ pub async fn serve(
     Ok(ServiceHandle {
         addr,
         public_key,
+        monitor,
         task,
+        shutdown,
+        _checkpointer: checkpointer,
     })
 }
 
 /// What this connection has proven.
-#[derive(Default)]
 struct ConnState {
     affirmed: Option<Affirmed>,
+    watch: SessionGuard,
+    /// Challenges delivered on this `watch` connection and not yet answered.
+    challenges: u32,
+}
+
+/// The connection's `watch` session; tells the monitor when the connection closes.
+struct SessionGuard {
+    monitor: Arc<Monitor>,
+    session: WatchSession,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.monitor.session_closed(&self.session);
+    }
 }
 
 struct Affirmed {
     kernel_id: String,
     key_exchange_public: Vec<u8>,
     bundle_digest: Vec<u8>,
+    appraised_at_ms: u64,
+    ak_public: Vec<u8>,
+    level: String,
 }
 
 async fn connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<(), wire::FrameError> {
-    let mut state = ConnState::default();
-    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+    let mut state = ConnState {
+        affirmed: None,
+        watch: SessionGuard {
+            monitor: shared.monitor.clone(),
+            session: WatchSession::default(),
+        },
+        challenges: 0,
+    };
+    let mut budget = MAX_REQUESTS_PER_CONNECTION;
+    loop {
+        if state.watch.session.kernel_id().is_none() {
+            if budget == 0 {
+                return Ok(());
+            }
+            budget -= 1;
+        }
         let frame = match tokio::time::timeout(
             Duration::from_millis(IDLE_TIMEOUT_MS),
             wire::read_frame(&mut stream),
@@ -158,7 +240,7 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<(), wi
             Err(_) => return Ok(()),
         };
         let response = match wire::decode::<VerifierRequest>(&frame) {
-            Ok(req) => handle(req, &shared, &mut state),
+            Ok(req) => handle(req, &shared, &mut state).await,
             Err(e) => refused(format!("request rejected: {e}")),
         };
         let bytes = match wire::encode(&response) {
@@ -167,7 +249,6 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<(), wi
         };
         wire::write_frame(&mut stream, &bytes).await?;
     }
-    Ok(())
 }
 
 fn refused(reason: impl Into<String>) -> VerifierResponse {
@@ -176,11 +257,37 @@ fn refused(reason: impl Into<String>) -> VerifierResponse {
     VerifierResponse::Refused { reason }
 }
 
-fn handle(req: VerifierRequest, shared: &Shared, state: &mut ConnState) -> VerifierResponse {
-    match req {
-        VerifierRequest::Nonce { kernel_id } => issue_nonce(&kernel_id, shared),
-        VerifierRequest::Appraise { bundle } => appraise_bundle(&bundle, shared, state),
-        VerifierRequest::ReleaseKey { kernel_id } => release(&kernel_id, shared, state),
+async fn handle(req: VerifierRequest, shared: &Shared, state: &mut ConnState) -> VerifierResponse {
+    let watching = state.watch.session.kernel_id().map(str::to_string);
+    match (req, watching) {
+        (VerifierRequest::Watch(p), _) => {
+            if state.affirmed.is_some() {
+                return refused("a boot connection cannot watch; open another connection");
+            }
+            let resp = shared.monitor.watch(&mut state.watch.session, p).await;
+            if let VerifierResponse::Status { status, .. } = &resp {
+                let challenged = wire::decode::<wire::verifier::FeedStatus>(status)
+                    .map(|s| s.challenge.is_some())
+                    .unwrap_or(false);
+                if challenged {
+                    state.challenges = 1;
+                }
+            }
+            resp
+        }
+        (VerifierRequest::Appraise { bundle }, Some(watched)) => {
+            if state.challenges == 0 {
+                return refused("no challenge to answer on this watch connection");
+            }
+            state.challenges = 0;
+            appraise_bundle(&bundle, shared, state, Some(&watched))
+        }
+        (_, Some(_)) => refused("only `watch` and `appraise` are served on a watch connection"),
+        (VerifierRequest::Nonce { kernel_id }, None) => issue_nonce(&kernel_id, shared),
+        (VerifierRequest::Appraise { bundle }, None) => {
+            appraise_bundle(&bundle, shared, state, None)
+        }
+        (VerifierRequest::ReleaseKey { kernel_id }, None) => release(&kernel_id, shared, state),
     }
 }
 
@@ -205,13 +312,24 @@ fn issue_nonce(kernel_id: &str, shared: &Shared) -> VerifierResponse {
     }
 }
 
-fn appraise_bundle(bytes: &[u8], shared: &Shared, state: &mut ConnState) -> VerifierResponse {
+fn appraise_bundle(
+    bytes: &[u8],
+    shared: &Shared,
+    state: &mut ConnState,
+    watched: Option<&str>,
+) -> VerifierResponse {
     state.affirmed = None;
     let bundle = match UnverifiedBundle::parse(bytes).and_then(|b| b.verify_signature()) {
         Ok(b) => b,
         Err(e) => return refused(format!("bundle rejected: {e}")),
     };
     let kernel_id = bundle.kernel_id().to_string();
+    if watched.is_some_and(|w| w != kernel_id) {
+        return refused(format!(
+            "this watch connection is for `{}`, not `{kernel_id}`",
+            watched.unwrap_or_default()
+        ));
+    }
     match shared.store.is_registered(&kernel_id) {
         Ok(true) => {}
         Ok(false) => return refused(format!("kernel `{kernel_id}` is not registered")),
@@ -233,6 +351,7 @@ fn appraise_bundle(bytes: &[u8], shared: &Shared, state: &mut ConnState) -> Veri
         NonceUse::WrongKernel => Some("nonce was issued to another kernel"),
     };
     if let Some(p) = nonce_problem {
+        shared.monitor.refusal("nonce");
         let reasons = vec![p.to_string()];
         let _ = shared.store.record_result(
             &kernel_id,
@@ -250,7 +369,22 @@ fn appraise_bundle(bytes: &[u8], shared: &Shared, state: &mut ConnState) -> Veri
         expected_nonce: bundle.nonce(),
         now_ms: now,
     };
-    let appraisal = appraise(&bundle, &ctx);
+    let mut appraisal = appraise(&bundle, &ctx);
+    // A challenge must be answered by the instance the wrap key was released to.
+    let challenge = shared
+        .monitor
+        .challenge_match(&kernel_id, bundle.nonce().as_bytes());
+    if challenge.challenge
+        && challenge.pinned_ak_digest != Some(attestation::sha256(bundle.ak_public()))
+    {
+        appraisal.claims.push(TrustClaim {
+            claim: claim::INSTANCE_IDENTITY.to_string(),
+            tier: Tier::Contraindicated,
+            reason: "challenge answered with another attestation key than the one the wrap key was released to".into(),
+        });
+        appraisal.status = AttestationResult::overall(&appraisal.claims);
+        shared.monitor.refusal("attestation-key");
+    }
     let reasons = appraisal.reasons();
     let result = AttestationResult {
         eat_profile: EAR_PROFILE.to_string(),
@@ -282,12 +416,27 @@ fn appraise_bundle(bytes: &[u8], shared: &Shared, state: &mut ConnState) -> Veri
     ) {
         return refused(format!("verifier state unavailable: {e}"));
     }
-    tracing::info!(kernel = %kernel_id, status = appraisal.status.as_str(), "appraised");
-    if appraisal.status == Tier::Affirming {
+    shared.monitor.appraised(
+        &kernel_id,
+        challenge.challenge,
+        appraisal.status,
+        &appraisal.claims,
+        &reasons,
+        appraisal.level.as_str(),
+    );
+    if challenge.challenge {
+        tracing::debug!(kernel = %kernel_id, status = appraisal.status.as_str(), "challenge appraised");
+    } else {
+        tracing::info!(kernel = %kernel_id, status = appraisal.status.as_str(), "appraised");
+    }
+    if appraisal.status == Tier::Affirming && watched.is_none() {
         state.affirmed = Some(Affirmed {
             kernel_id,
             key_exchange_public: bundle.key_exchange_public().to_vec(),
             bundle_digest: bundle.digest().to_vec(),
+            appraised_at_ms: now,
+            ak_public: bundle.ak_public().to_vec(),
+            level: appraisal.level.as_str().to_string(),
         });
     }
     VerifierResponse::Appraised {
@@ -325,9 +474,18 @@ fn release(kernel_id: &str, shared: &Shared, state: &mut ConnState) -> VerifierR
     if record.reference_digest != shared.policy.reference_digest() {
         return refused("the share was sealed under other reference values; run a new ceremony");
     }
+    if let Err(why) = shared
+        .monitor
+        .release_allowed(kernel_id, aff.appraised_at_ms)
+    {
+        return refused(why);
+    }
     let aad = sealing::release_aad(kernel_id, &aff.bundle_digest);
     match sealing::seal_to(&aff.key_exchange_public, &aad, &record.wrap_key) {
         Ok((ephemeral_public, sealed_wrap_key)) => {
+            shared
+                .monitor
+                .released(kernel_id, &aff.ak_public, &aff.level);
             tracing::info!(kernel = %kernel_id, "wrap key released");
             VerifierResponse::KeyReleased {
                 ephemeral_public,

@@ -1,5 +1,13 @@
 //! Persistent verifier state in SQLite (WAL mode): the result-signing key, registered kernels,
-//! wrap keys, issued nonces (single use, with expiry) and the latest result per kernel.
+//! wrap keys, issued nonces (single use, with expiry) and the latest result per kernel; the
+//! re-attestation registry lives in the same file (see [`crate::registry`]).
+//!
+//! Durability: security-relevant transitions (signing key, registrations, wrap-key release,
+//! revocations, operator commands) commit with `synchronous=FULL`, which also makes every
+//! earlier commit durable; routine re-attestation writes (nonces, results, history) commit
+//! with `synchronous=NORMAL`, which survives a process crash but may lose the last commits to
+//! a power failure. A lost "used" mark cannot reopen a nonce: the service voids every
+//! outstanding nonce when it starts ([`Store::void_outstanding_nonces`]).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -45,6 +53,27 @@ pub struct WrapKeyRecord {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+}
+
+/// How often the service's background checkpointer folds the WAL into the database.
+pub const CHECKPOINT_EVERY_MS: u64 = 1_000;
+/// WAL size above which [`Store::bound_wal`] truncates it. A passive checkpoint never resets
+/// a WAL that is written to continuously, so without this the file would grow for as long as
+/// the service is busy.
+pub const WAL_TRUNCATE_BYTES: u64 = 64 << 20;
+
+/// A background thread that checkpoints the WAL from its own connection, so that the
+/// connection serving requests never stalls on a checkpoint's fsyncs. Stops when dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 const SCHEMA: &str = "
@@ -79,27 +108,109 @@ CREATE TABLE IF NOT EXISTS appraisals (
     status TEXT NOT NULL,
     reasons TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at_ms);
+CREATE INDEX IF NOT EXISTS appraisals_kernel ON appraisals (kernel_id, seq);
+CREATE INDEX IF NOT EXISTS appraisals_time ON appraisals (at_ms);
 ";
 
-fn ms(v: u64) -> i64 {
+pub(crate) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn unms(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// One registration for [`Store::register_kernels`].
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Kernel id.
+    pub kernel_id: String,
+    /// Ceremony that sealed its share.
+    pub ceremony_id: String,
+    /// Its wrap key.
+    pub wrap_key: [u8; 32],
+    /// Reference digest the share is sealed under.
+    pub reference_digest: Vec<u8>,
+    /// The group's public key.
+    pub group_public_key: Vec<u8>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
+        // Write transactions take the write lock at BEGIN: a deferred one that read first
+        // could fail to upgrade while another connection (the CLI, a checkpoint) writes.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::registry::SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
         })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    /// Turns off automatic checkpoints on the serving connection and checkpoints from a
+    /// background thread instead: `PRAGMA wal_checkpoint(PASSIVE)` every
+    /// [`CHECKPOINT_EVERY_MS`], which copies pages without ever taking the writer's lock. The
+    /// service bounds the WAL with [`Store::bound_wal`].
+    pub fn start_checkpointer(&self) -> Result<Checkpointer, StoreError> {
+        let own = Connection::open(&self.path)?;
+        own.busy_timeout(std::time::Duration::from_secs(5))?;
+        self.lock()?.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("verifier-ckpt".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS));
+                    if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "wal checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|_| StoreError::Poisoned)?;
+        Ok(Checkpointer { stop })
+    }
+
+    /// Once the WAL exceeds [`WAL_TRUNCATE_BYTES`], checkpoints it with `TRUNCATE` from the
+    /// serving connection (so no other connection can hold the writer's lock meanwhile). The
+    /// background passive checkpoints have already copied nearly every page, so this costs
+    /// the serving connection about one fsync.
+    pub fn bound_wal(&self) -> Result<(), StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > WAL_TRUNCATE_BYTES {
+            self.lock()?
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Runs `f` with `synchronous=FULL`: its commit (and every earlier one) is on disk when
+    /// this returns.
+    pub(crate) fn durable<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.lock()?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let out = f(&mut conn);
+        let back = conn.pragma_update(None, "synchronous", "NORMAL");
+        let out = out?;
+        back?;
+        Ok(out)
     }
 
     /// The stored result-signing key, creating one with `make` on first use.
@@ -107,24 +218,26 @@ impl Store {
         &self,
         make: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.lock()?;
-        let existing: Option<Vec<u8>> = conn
-            .query_row("SELECT pkcs8 FROM signing_key WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if existing.is_some() {
-            return Ok(existing);
-        }
-        let Some(new) = make() else { return Ok(None) };
-        conn.execute(
-            "INSERT INTO signing_key (id, pkcs8) VALUES (1, ?1)",
-            params![new],
-        )?;
-        Ok(Some(new))
+        self.durable(|conn| {
+            let existing: Option<Vec<u8>> = conn
+                .query_row("SELECT pkcs8 FROM signing_key WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if existing.is_some() {
+                return Ok(existing);
+            }
+            let Some(new) = make() else { return Ok(None) };
+            conn.execute(
+                "INSERT INTO signing_key (id, pkcs8) VALUES (1, ?1)",
+                params![new],
+            )?;
+            Ok(Some(new))
+        })
     }
 
-    /// Registers (or re-registers) a kernel with its wrap key.
+    /// Registers (or re-registers) a kernel with its wrap key. A re-registration (new
+    /// ceremony, new share) resets its re-attestation record to `registered`.
     pub fn register_kernel(
         &self,
         kernel_id: &str,
@@ -134,16 +247,62 @@ impl Store {
         group_public_key: &[u8],
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.lock()?.execute(
-            "INSERT OR REPLACE INTO kernels VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                kernel_id,
-                ceremony_id,
-                &wrap_key[..],
-                reference_digest,
-                group_public_key,
-                ms(now_ms)
-            ],
+        self.register_kernels(
+            &[Registration {
+                kernel_id: kernel_id.to_string(),
+                ceremony_id: ceremony_id.to_string(),
+                wrap_key: *wrap_key,
+                reference_digest: reference_digest.to_vec(),
+                group_public_key: group_public_key.to_vec(),
+            }],
+            now_ms,
+        )
+    }
+
+    /// Registers many kernels in one durable transaction.
+    pub fn register_kernels(&self, regs: &[Registration], now_ms: u64) -> Result<(), StoreError> {
+        self.durable(|conn| {
+            let tx = conn.transaction()?;
+            for r in regs {
+                tx.execute(
+                    "INSERT OR REPLACE INTO kernels VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        r.kernel_id,
+                        r.ceremony_id,
+                        &r.wrap_key[..],
+                        r.reference_digest,
+                        r.group_public_key,
+                        ms(now_ms)
+                    ],
+                )?;
+                crate::registry::reset_registration(&tx, &r.kernel_id, now_ms)?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Voids every nonce issued and not yet used (they expire now): called when the service
+    /// starts, so that no nonce issued before a crash can be used after it.
+    pub fn void_outstanding_nonces(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.durable(|conn| {
+            conn.execute(
+                "UPDATE nonces SET expires_at_ms = ?1 - 1 WHERE used_at_ms IS NULL AND expires_at_ms >= ?1",
+                params![ms(now_ms)],
+            )
+        })
+    }
+
+    /// Deletes nonces that expired more than an hour ago and appraisal log entries older than
+    /// `history_before_ms`.
+    pub fn purge(&self, now_ms: u64, history_before_ms: u64) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "DELETE FROM nonces WHERE expires_at_ms < ?1",
+            params![ms(now_ms.saturating_sub(3_600_000))],
+        )?;
+        conn.execute(
+            "DELETE FROM appraisals WHERE at_ms < ?1",
+            params![ms(history_before_ms)],
         )?;
         Ok(())
     }
@@ -187,10 +346,6 @@ impl Store {
         expires_at_ms: u64,
     ) -> Result<(), StoreError> {
         let conn = self.lock()?;
-        conn.execute(
-            "DELETE FROM nonces WHERE expires_at_ms < ?1",
-            params![ms(now_ms.saturating_sub(3_600_000))],
-        )?;
         conn.execute(
             "INSERT INTO nonces (nonce, kernel_id, issued_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
             params![nonce, kernel_id, ms(now_ms), ms(expires_at_ms)],

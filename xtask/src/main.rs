@@ -52,8 +52,12 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 /// as its last stdout line when given `--json`.
 const BENCHES: &[(&str, &str)] = &[
     ("e2e", "spine"),
+    ("e2e", "reattest"),
+    ("e2e", "tls"),
     ("attestation", "appraisal"),
     ("gpu-attest", "gpu"),
+    ("measurements", "measure"),
+    ("image", "boot"),
 ];
 
 fn pkg_dir(pkg: &str) -> &str {

@@ -10,6 +10,13 @@ pub const APT_PACKAGES: &[&str] = &[
     "tpm2-tools",
     "libtss2-dev",
     "pkg-config",
+    // Measurements and the guest image (issue 5): real OVMF, the sev-snp-measure peer's
+    // venv, QEMU for the boot test, busybox for its probe initramfs, binutils to strip.
+    "ovmf",
+    "python3-venv",
+    "qemu-system-x86",
+    "busybox-static",
+    "binutils",
 ];
 
 fn have(cmd: &str, args: &[&str]) -> bool {
@@ -30,13 +37,29 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Ensures swtpm, the TSS2 development files and pkg-config are present.
+/// Whether every package in `packages` is installed (`dpkg-query` status).
+fn all_installed(packages: &[&str]) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}\n"])
+        .args(packages)
+        .output()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout);
+            o.status.success()
+                && text.lines().count() == packages.len()
+                && text.lines().all(|l| l.ends_with(" installed"))
+        })
+        .unwrap_or(false)
+}
+
+/// Ensures every package of [`APT_PACKAGES`] is present.
 pub fn ensure_packages() -> anyhow::Result<()> {
     let ok = have("swtpm", &["--version"])
         && have(
             "pkg-config",
             &["--exists", "tss2-esys", "tss2-tctildr", "tss2-mu"],
-        );
+        )
+        && all_installed(APT_PACKAGES);
     if ok {
         return Ok(());
     }

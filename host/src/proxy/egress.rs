@@ -9,14 +9,12 @@
 //! connection count, idle time and request rate are limited as inbound.
 
 use super::metrics::Event;
-use super::rate::TokenBucket;
 use super::upstream::Upstream;
-use super::{read_peer_frame, write_with_timeout, PeerFrame, Site};
-use crate::transport::{Connection, Endpoint, ParseEndpointError, Peer, Transport, VsockPort};
+use super::{read_peer_frame, write_with_timeout, Admitted, PeerFrame, Site};
+use crate::transport::{Connection, Endpoint, ParseEndpointError, Transport, VsockPort};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// One allowlisted destination: guest connections to host vsock `port` go to `destination`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,38 +95,31 @@ pub fn guest_side_listener(enclave: &Endpoint, port: VsockPort) -> Option<(Endpo
             },
             Some(*cid),
         )),
-        Endpoint::Unix(_) | Endpoint::Tcp(_) => None,
+        Endpoint::Unix(_) | Endpoint::Tcp(_) | Endpoint::Dns { .. } => None,
     }
 }
 
 /// Serves one guest connection: frame up to the destination, frame back, until either
 /// side stops. Refusals close the connection (the destination's protocol has no error
-/// frame the host could forge), and are counted.
+/// frame the host could forge), and are counted. Egress routes carried as TLS records are
+/// served by [`super::relay`] instead.
 pub(crate) async fn serve_guest<T: Transport>(
     mut guest: Connection,
-    peer: Peer,
+    mut admitted: Admitted,
     site: Arc<Site>,
     destination: Arc<T>,
 ) {
     let limits = Arc::clone(&site.shared.limits);
-    let mut bucket = TokenBucket::new(
-        limits.requests_per_second,
-        limits.request_burst,
-        Instant::now(),
-    );
     let mut upstream = Upstream::new(destination, Arc::clone(&limits));
+    let peer = admitted.peer.clone();
+    let mut first = true;
     loop {
-        let body = match read_peer_frame(&mut guest, &peer, &site).await {
+        let body = match read_peer_frame(&mut guest, &peer, &site, first).await {
             PeerFrame::Body(body) => body,
             PeerFrame::Oversize { .. } | PeerFrame::Empty | PeerFrame::Gone => return,
         };
-        if !bucket.try_take(Instant::now()) {
-            site.count(Event::RefusedRate);
-            site.warn(
-                &peer,
-                "refused_rate",
-                format_args!("request rate limit exceeded"),
-            );
+        first = false;
+        if !admitted.take_token(&site) {
             return;
         }
         match upstream.exchange(&body).await {

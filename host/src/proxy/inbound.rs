@@ -9,13 +9,11 @@
 //! not.
 
 use super::metrics::Event;
-use super::rate::TokenBucket;
 use super::upstream::Upstream;
-use super::{linger_close, read_peer_frame, write_with_timeout, PeerFrame, Site};
-use crate::transport::{Connection, Peer, Transport};
+use super::{linger_close, read_peer_frame, write_with_timeout, Admitted, PeerFrame, Site};
+use crate::transport::{Connection, Transport};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 use wire::msg::{method, ErrorCode, RequestHead, Response};
 
 /// Methods a client may call by default. `frost_commit` and `frost_sign` are peer-kernel
@@ -105,24 +103,21 @@ pub(crate) fn error_frame(code: ErrorCode, message: impl Into<String>) -> Option
     wire::encode(&Response::error(code, message)).ok()
 }
 
-/// Serves one client connection until it closes, idles out, or sends something that is not
+/// Serves one client connection until it closes, times out, or sends something that is not
 /// a request.
 pub(crate) async fn serve_client<T: Transport>(
     mut client: Connection,
-    peer: Peer,
+    mut admitted: Admitted,
     site: Arc<Site>,
     allow: Arc<Allowlist>,
     enclave: Arc<T>,
 ) {
     let limits = Arc::clone(&site.shared.limits);
-    let mut bucket = TokenBucket::new(
-        limits.requests_per_second,
-        limits.request_burst,
-        Instant::now(),
-    );
     let mut upstream = Upstream::new(enclave, Arc::clone(&limits));
+    let peer = admitted.peer.clone();
+    let mut first = true;
     loop {
-        let body = match read_peer_frame(&mut client, &peer, &site).await {
+        let body = match read_peer_frame(&mut client, &peer, &site, first).await {
             PeerFrame::Body(body) => body,
             PeerFrame::Oversize { len, limit } => {
                 let msg = format!("oversize frame: {len} bytes exceeds the limit of {limit} bytes");
@@ -133,13 +128,8 @@ pub(crate) async fn serve_client<T: Transport>(
             }
             PeerFrame::Gone => return,
         };
-        if !bucket.try_take(Instant::now()) {
-            site.count(Event::RefusedRate);
-            site.warn(
-                &peer,
-                "refused_rate",
-                format_args!("request rate limit exceeded"),
-            );
+        first = false;
+        if !admitted.take_token(&site) {
             let msg = "request rate limit exceeded; slow down";
             if !refuse(&mut client, &site, ErrorCode::Busy, msg).await {
                 return;

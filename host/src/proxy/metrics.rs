@@ -1,17 +1,20 @@
 //! Counters of what the proxy did and refused, readable while it runs.
 //!
 //! The design promise is "everything else is refused and counted": each refusal class has
-//! its own counter, kept separately for the two directions (clients into the enclave, the
-//! enclave out to its allowlisted destinations). Counters are plain relaxed atomics; a
-//! [`MetricsSnapshot`] is a serde value that tests read in-process and the `host proxy`
-//! binary writes to its metrics file.
+//! its own counter, kept separately for the three routes (clients into the enclave as CBOR
+//! frames, clients into the enclave as TLS records, the enclave out to its allowlisted
+//! destinations). Counters are plain relaxed atomics; a [`MetricsSnapshot`] is a serde value
+//! that tests read in-process, the `host proxy` binary writes to its metrics file, and
+//! [`render_prometheus`] turns into the Prometheus text exposition format for the
+//! `--metrics-listen` endpoint ([`super::prometheus`]).
 
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters for one direction of traffic.
+/// Counters for one route.
 #[derive(Debug, Default)]
 pub struct Counters {
     accepted: AtomicU64,
@@ -20,10 +23,17 @@ pub struct Counters {
     refused_oversize: AtomicU64,
     refused_garbage: AtomicU64,
     refused_busy: AtomicU64,
+    refused_busy_total: AtomicU64,
+    refused_busy_peer: AtomicU64,
     refused_rate: AtomicU64,
+    refused_rate_peer: AtomicU64,
     refused_peer: AtomicU64,
     idle_timeouts: AtomicU64,
+    handshake_timeouts: AtomicU64,
     upstream_errors: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    open: AtomicU64,
 }
 
 /// One event the proxy counts.
@@ -31,22 +41,32 @@ pub struct Counters {
 pub enum Event {
     /// A connection was given a slot and is being served.
     Accepted,
-    /// A frame went upstream and its response came back.
+    /// A frame (or TLS record) went upstream.
     Forwarded,
     /// A request named a method that is not on the allowlist.
     RefusedMethod,
-    /// A frame announced a body above the frame limit.
+    /// A frame or record announced a body above the limit.
     RefusedOversize,
-    /// A frame body was not a CBOR request with a `method`, or was empty.
+    /// A frame body was not a CBOR request with a `method`, or was empty; or a TLS record
+    /// had a content type, version or length TLS 1.3 never sends.
     RefusedGarbage,
     /// A connection arrived while every slot on its listener was taken.
     RefusedBusy,
+    /// A connection arrived while the proxy-wide connection limit was reached.
+    RefusedBusyTotal,
+    /// A connection arrived from a peer already holding its per-peer limit.
+    RefusedBusyPeer,
     /// A request arrived faster than its connection's rate limit.
     RefusedRate,
+    /// A request arrived faster than its peer's rate limit (all its connections together).
+    RefusedRatePeer,
     /// A connection came from a peer that may not use this listener.
     RefusedPeer,
-    /// A connection sent nothing for the idle timeout and was closed.
+    /// A connection sent nothing complete for the idle timeout and was closed.
     IdleTimeout,
+    /// A new connection did not finish its handshake (first frame, or TLS handshake) in
+    /// time and was closed.
+    HandshakeTimeout,
     /// An upstream could not be reached, timed out, or answered with a bad frame.
     UpstreamError,
 }
@@ -61,12 +81,29 @@ impl Counters {
             Event::RefusedOversize => &self.refused_oversize,
             Event::RefusedGarbage => &self.refused_garbage,
             Event::RefusedBusy => &self.refused_busy,
+            Event::RefusedBusyTotal => &self.refused_busy_total,
+            Event::RefusedBusyPeer => &self.refused_busy_peer,
             Event::RefusedRate => &self.refused_rate,
+            Event::RefusedRatePeer => &self.refused_rate_peer,
             Event::RefusedPeer => &self.refused_peer,
             Event::IdleTimeout => &self.idle_timeouts,
+            Event::HandshakeTimeout => &self.handshake_timeouts,
             Event::UpstreamError => &self.upstream_errors,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` bytes carried toward the upstream (`up`) or back to the peer.
+    pub fn add_bytes(&self, up: bool, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let c = if up { &self.bytes_up } else { &self.bytes_down };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One more connection open; the returned guard closes it again.
+    pub(crate) fn opened(&self) -> OpenGuard<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(&self.open)
     }
 
     /// The current values.
@@ -79,22 +116,40 @@ impl Counters {
             refused_oversize: get(&self.refused_oversize),
             refused_garbage: get(&self.refused_garbage),
             refused_busy: get(&self.refused_busy),
+            refused_busy_total: get(&self.refused_busy_total),
+            refused_busy_peer: get(&self.refused_busy_peer),
             refused_rate: get(&self.refused_rate),
+            refused_rate_peer: get(&self.refused_rate_peer),
             refused_peer: get(&self.refused_peer),
             idle_timeouts: get(&self.idle_timeouts),
+            handshake_timeouts: get(&self.handshake_timeouts),
             upstream_errors: get(&self.upstream_errors),
+            bytes_up: get(&self.bytes_up),
+            bytes_down: get(&self.bytes_down),
+            open: get(&self.open),
         }
+    }
+}
+
+/// Decrements the open-connections gauge when dropped.
+#[derive(Debug)]
+pub(crate) struct OpenGuard<'a>(&'a AtomicU64);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Values of [`Counters`] at one moment. Field meanings are those of [`Event`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CountersSnapshot {
     /// See [`Event::Accepted`].
     pub accepted: u64,
     /// See [`Event::Forwarded`].
     pub forwarded: u64,
-    /// See [`Event::RefusedMethod`] (inbound only: egress does not filter methods).
+    /// See [`Event::RefusedMethod`] (frame route only: nothing else can see methods).
     pub refused_method: u64,
     /// See [`Event::RefusedOversize`].
     pub refused_oversize: u64,
@@ -102,21 +157,62 @@ pub struct CountersSnapshot {
     pub refused_garbage: u64,
     /// See [`Event::RefusedBusy`].
     pub refused_busy: u64,
+    /// See [`Event::RefusedBusyTotal`].
+    pub refused_busy_total: u64,
+    /// See [`Event::RefusedBusyPeer`].
+    pub refused_busy_peer: u64,
     /// See [`Event::RefusedRate`].
     pub refused_rate: u64,
+    /// See [`Event::RefusedRatePeer`].
+    pub refused_rate_peer: u64,
     /// See [`Event::RefusedPeer`] (egress over real vsock only: a guest other than ours).
     pub refused_peer: u64,
     /// See [`Event::IdleTimeout`].
     pub idle_timeouts: u64,
+    /// See [`Event::HandshakeTimeout`].
+    pub handshake_timeouts: u64,
     /// See [`Event::UpstreamError`].
     pub upstream_errors: u64,
+    /// Bytes carried from peers toward upstreams.
+    pub bytes_up: u64,
+    /// Bytes carried from upstreams back to peers.
+    pub bytes_down: u64,
+    /// Connections open now (a gauge, not a counter).
+    pub open: u64,
 }
 
-/// The proxy's counters, one set per direction.
+impl CountersSnapshot {
+    /// Every refusal of this route, whatever its reason.
+    pub fn refusals(&self) -> u64 {
+        self.refusal_reasons().iter().map(|(_, v)| *v).sum()
+    }
+
+    /// `(reason label, count)` for each refusal class, in a fixed order.
+    pub fn refusal_reasons(&self) -> [(&'static str, u64); 12] {
+        [
+            ("method", self.refused_method),
+            ("oversize", self.refused_oversize),
+            ("garbage", self.refused_garbage),
+            ("busy_listener", self.refused_busy),
+            ("busy_total", self.refused_busy_total),
+            ("busy_peer", self.refused_busy_peer),
+            ("rate_connection", self.refused_rate),
+            ("rate_peer", self.refused_rate_peer),
+            ("wrong_peer", self.refused_peer),
+            ("idle_timeout", self.idle_timeouts),
+            ("handshake_timeout", self.handshake_timeouts),
+            ("upstream_error", self.upstream_errors),
+        ]
+    }
+}
+
+/// The proxy's counters, one set per route.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Clients into the enclave.
+    /// Clients into the enclave, CBOR frames (methods visible and filtered).
     pub inbound: Counters,
+    /// Clients into the enclave, TLS records (ciphertext only).
+    pub inbound_tls: Counters,
     /// The enclave out to its allowlisted destinations (all egress rules together).
     pub egress: Counters,
 }
@@ -126,18 +222,90 @@ impl Metrics {
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             inbound: self.inbound.snapshot(),
+            inbound_tls: self.inbound_tls.snapshot(),
             egress: self.egress.snapshot(),
         }
     }
 }
 
-/// Values of [`Metrics`] at one moment; the JSON is `{"inbound": {..}, "egress": {..}}`.
+/// Values of [`Metrics`] at one moment; the JSON is
+/// `{"inbound": {..}, "inbound_tls": {..}, "egress": {..}}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MetricsSnapshot {
-    /// Clients into the enclave.
+    /// Clients into the enclave, CBOR frames.
     pub inbound: CountersSnapshot,
+    /// Clients into the enclave, TLS records.
+    pub inbound_tls: CountersSnapshot,
     /// The enclave out to its allowlisted destinations.
     pub egress: CountersSnapshot,
+}
+
+impl MetricsSnapshot {
+    fn routes(&self) -> [(&'static str, &CountersSnapshot); 3] {
+        [
+            ("inbound", &self.inbound),
+            ("inbound_tls", &self.inbound_tls),
+            ("egress", &self.egress),
+        ]
+    }
+}
+
+/// Renders `s` in the Prometheus text exposition format (version 0.0.4): one counter
+/// family per kind of event, labelled by `route` (and `reason` for refusals), and the
+/// open-connections gauge.
+pub fn render_prometheus(s: &MetricsSnapshot) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut family =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&CountersSnapshot) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (route, c) in s.routes() {
+                let _ = writeln!(out, "{name}{{route=\"{route}\"}} {}", value(c));
+            }
+        };
+    family(
+        "enclave_proxy_connections_accepted_total",
+        "counter",
+        "Connections given a slot and served.",
+        &|c| c.accepted,
+    );
+    family(
+        "enclave_proxy_connections_open",
+        "gauge",
+        "Connections open now.",
+        &|c| c.open,
+    );
+    family(
+        "enclave_proxy_forwarded_total",
+        "counter",
+        "Frames or TLS records forwarded toward the upstream.",
+        &|c| c.forwarded,
+    );
+    family(
+        "enclave_proxy_bytes_up_total",
+        "counter",
+        "Bytes carried from peers toward upstreams.",
+        &|c| c.bytes_up,
+    );
+    family(
+        "enclave_proxy_bytes_down_total",
+        "counter",
+        "Bytes carried from upstreams back to peers.",
+        &|c| c.bytes_down,
+    );
+    let name = "enclave_proxy_refusals_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections, frames and records refused or cut off, by reason."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (route, c) in s.routes() {
+        for (reason, v) in c.refusal_reasons() {
+            let _ = writeln!(out, "{name}{{route=\"{route}\",reason=\"{reason}\"}} {v}");
+        }
+    }
+    out
 }
 
 /// Errors writing a metrics file.
@@ -180,16 +348,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_land_in_the_right_direction_and_field() {
+    fn counts_land_in_the_right_route_and_field() {
         let m = Metrics::default();
         m.inbound.count(Event::RefusedMethod);
         m.inbound.count(Event::RefusedMethod);
         m.egress.count(Event::Forwarded);
+        m.inbound_tls.count(Event::HandshakeTimeout);
         let s = m.snapshot();
         assert_eq!(s.inbound.refused_method, 2);
         assert_eq!(s.inbound.forwarded, 0);
         assert_eq!(s.egress.forwarded, 1);
         assert_eq!(s.egress.refused_method, 0);
+        assert_eq!(s.inbound_tls.handshake_timeouts, 1);
+        assert_eq!(s.inbound.refusals(), 2);
+        assert_eq!(s.inbound_tls.refusals(), 1);
+    }
+
+    #[test]
+    fn open_gauge_follows_guards() {
+        let m = Metrics::default();
+        let a = m.inbound.opened();
+        let b = m.inbound.opened();
+        assert_eq!(m.snapshot().inbound.open, 2);
+        drop(a);
+        assert_eq!(m.snapshot().inbound.open, 1);
+        drop(b);
+        assert_eq!(m.snapshot().inbound.open, 0);
     }
 
     #[test]
@@ -204,5 +388,33 @@ mod tests {
         assert_eq!(value["inbound"]["refused_busy"], 1);
         let back: MetricsSnapshot = serde_json::from_str(&text).unwrap();
         assert_eq!(back, m.snapshot());
+        // Snapshots from before the TLS route and the newer counters still read.
+        let old: MetricsSnapshot =
+            serde_json::from_str(r#"{"inbound":{"accepted":3},"egress":{}}"#).unwrap();
+        assert_eq!(old.inbound.accepted, 3);
+    }
+
+    #[test]
+    fn prometheus_text_has_every_route_and_reason() {
+        let m = Metrics::default();
+        m.inbound_tls.count(Event::RefusedOversize);
+        m.egress.count(Event::Accepted);
+        let text = render_prometheus(&m.snapshot());
+        assert!(text.contains(
+            "enclave_proxy_refusals_total{route=\"inbound_tls\",reason=\"oversize\"} 1\n"
+        ));
+        assert!(text.contains("enclave_proxy_connections_accepted_total{route=\"egress\"} 1\n"));
+        assert!(text.contains("# TYPE enclave_proxy_connections_open gauge\n"));
+        // Every sample line is `name{labels} value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<u64>().unwrap();
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("enclave_proxy_refusals_total{"))
+                .count(),
+            3 * 12
+        );
     }
 }

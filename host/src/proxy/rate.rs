@@ -1,10 +1,9 @@
-//! Rate limits: a token bucket per connection for requests, and a throttle on warnings that
-//! peers can trigger.
+//! Rate limits: token buckets for requests (one per connection, and one per peer shared by
+//! all its connections, see [`super::peers`]), and a throttle on warnings that peers can
+//! trigger.
 //!
-//! A connection is the unit of "peer" here: over a Unix socket there is no other identity,
-//! and the per-listener connection limit bounds how many buckets one client can hold. The
-//! log throttle is shared by the whole proxy, because a flood of bad connections must not
-//! turn into a flood of log lines (the counters still see every event).
+//! The log throttle is shared by the whole proxy, because a flood of bad connections must
+//! not turn into a flood of log lines (the counters still see every event).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,12 +33,23 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one; `false` means the request is over the limit.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    /// Milli-tokens that have accrued since the last refill.
+    fn refill_milli(&self, now: Instant) -> u64 {
         let elapsed_ms =
             u64::try_from(now.saturating_duration_since(self.last).as_millis()).unwrap_or(u64::MAX);
         // per_second tokens per 1000 ms = per_second milli-tokens per ms.
-        let refill = elapsed_ms.saturating_mul(self.per_second);
+        elapsed_ms.saturating_mul(self.per_second)
+    }
+
+    /// Whether the bucket would be full at `now` (its owner can be forgotten: a fresh
+    /// bucket would grant exactly as much).
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tokens_milli.saturating_add(self.refill_milli(now)) >= self.capacity_milli
+    }
+
+    /// Takes one token if there is one; `false` means the request is over the limit.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let refill = self.refill_milli(now);
         if refill > 0 {
             self.tokens_milli = self
                 .tokens_milli
@@ -127,6 +137,17 @@ mod tests {
         assert!(b.try_take(later));
         assert!(b.try_take(later));
         assert!(!b.try_take(later));
+    }
+
+    #[test]
+    fn bucket_knows_when_it_is_full_again() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 2, t0);
+        assert!(b.is_full(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.is_full(t0));
+        assert!(!b.is_full(t0 + Duration::from_millis(50)));
+        assert!(b.is_full(t0 + Duration::from_millis(100)));
     }
 
     #[test]

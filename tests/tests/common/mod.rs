@@ -1,6 +1,11 @@
 //! A whole appliance in one test process, on real parts: the verifier service on a TCP port
 //! with its SQLite file, the ceremony's sealed shares on disk, one swtpm per kernel, one host
 //! proxy per kernel on real Unix sockets (hybrid vsock), and the kernels themselves.
+//!
+//! For the re-attestation tests: each kernel's path to the verifier can run through a TCP
+//! relay that the test cuts (a partition) or repoints (a verifier restarted elsewhere), and
+//! each swtpm can sit behind a command multiplexer (what tpm2-abrmd does) so that
+//! `tpm2_pcrextend` reaches the same TPM while the kernel holds its connection.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,7 +27,8 @@ use host::{Endpoint, Proxy, ProxyConfig, ProxyHandle};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use wire::msg::{KernelState, Request, Response};
@@ -111,12 +117,176 @@ impl Drop for Swtpm {
     }
 }
 
+/// A TPM command multiplexer in front of one swtpm: many clients, one upstream connection,
+/// one whole command (TPM 2.0 Part 1 §18: tag, size, code header) at a time.
+pub struct TpmMux {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl TpmMux {
+    pub fn start(upstream_port: u16) -> TpmMux {
+        use std::io::{Read, Write};
+        // The swtpm TCTI also opens the control channel on the next port: keep the pair.
+        let (listener, ctrl) = loop {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let p = l.local_addr().unwrap().port();
+            if p == u16::MAX {
+                continue;
+            }
+            if let Ok(c) = TcpListener::bind(("127.0.0.1", p + 1)) {
+                break (l, c);
+            }
+        };
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in ctrl.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream_port + 1)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        let upstream = Arc::new(Mutex::new(
+            std::net::TcpStream::connect(("127.0.0.1", upstream_port)).unwrap(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut client) = client else { continue };
+                let upstream = upstream.clone();
+                std::thread::spawn(move || loop {
+                    let mut head = [0u8; 10];
+                    if client.read_exact(&mut head).is_err() {
+                        return;
+                    }
+                    let size = u32::from_be_bytes(head[2..6].try_into().unwrap()) as usize;
+                    let mut cmd = head.to_vec();
+                    cmd.resize(size.max(10), 0);
+                    if client.read_exact(&mut cmd[10..]).is_err() {
+                        return;
+                    }
+                    let resp = {
+                        let mut up = upstream.lock().unwrap();
+                        up.write_all(&cmd).unwrap();
+                        let mut rhead = [0u8; 10];
+                        up.read_exact(&mut rhead).unwrap();
+                        let rsize = u32::from_be_bytes(rhead[2..6].try_into().unwrap()) as usize;
+                        let mut resp = rhead.to_vec();
+                        resp.resize(rsize.max(10), 0);
+                        up.read_exact(&mut resp[10..]).unwrap();
+                        resp
+                    };
+                    if client.write_all(&resp).is_err() {
+                        return;
+                    }
+                });
+            }
+        });
+        TpmMux { port, stop }
+    }
+
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// Extends a SHA-256 PCR with tpm2-tools through this multiplexer.
+    pub fn pcrextend(&self, pcr: u8, digest_hex: &str) {
+        let out = Command::new("tpm2_pcrextend")
+            .args(["-T", &self.tcti(), &format!("{pcr}:sha256={digest_hex}")])
+            .output()
+            .expect("tpm2-tools is required: run `cargo xtask test`, which installs it");
+        assert!(
+            out.status.success(),
+            "tpm2_pcrextend failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for TpmMux {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A TCP relay on a kernel's path to the verifier: the test can cut it (every open
+/// connection dropped, new ones refused) and repoint it.
+#[derive(Clone)]
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    target: Arc<Mutex<std::net::SocketAddr>>,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(target));
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let relay = Relay {
+            addr,
+            target: target.clone(),
+            cut: cut.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = l.accept().await else {
+                    return;
+                };
+                let mut cut_rx = cut.subscribe();
+                if *cut_rx.borrow() {
+                    drop(down);
+                    continue;
+                }
+                let to = *target.lock().unwrap();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut_rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        relay
+    }
+    pub fn set_cut(&self, cut: bool) {
+        // `send_replace`: the value must change even when no connection is open to see it.
+        self.cut.send_replace(cut);
+    }
+    pub fn repoint(&self, to: std::net::SocketAddr) {
+        *self.target.lock().unwrap() = to;
+    }
+}
+
 pub struct Node {
     pub id: String,
     pub kernel: Arc<Kernel>,
     pub public: PathBuf,
     pub proxy: ProxyHandle,
     pub state_dir: PathBuf,
+    /// The kernel's path to the verifier (when `Options::relays`).
+    pub relay: Option<Relay>,
+    /// Its swtpm's command multiplexer (when `Options::tpm_mux`).
+    pub tpm: Option<Arc<TpmMux>>,
 }
 
 pub struct Cluster {
@@ -126,6 +296,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub group_public_key: Vec<u8>,
     pub policy: AppraisalPolicy,
+    pub monitor: verifier::MonitorConfig,
+    pub db: PathBuf,
     _tpms: Vec<Swtpm>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -140,6 +312,14 @@ pub struct Options {
     pub cedar_missing: bool,
     /// Put a relay between the host proxies and the verifier that flips one byte of every bundle.
     pub tamper_bundles: bool,
+    /// The verifier's re-attestation settings.
+    pub monitor: verifier::MonitorConfig,
+    /// The kernels' re-attestation settings.
+    pub reattest: enclave::ReattestConfig,
+    /// One cuttable, repointable relay per kernel on its path to the verifier.
+    pub relays: bool,
+    /// A command multiplexer in front of each swtpm (for `tpm2_pcrextend` mid-run).
+    pub tpm_mux: bool,
 }
 
 impl Default for Options {
@@ -153,7 +333,33 @@ impl Default for Options {
             kernels: 3,
             cedar_missing: false,
             tamper_bundles: false,
+            monitor: verifier::MonitorConfig::default(),
+            reattest: enclave::ReattestConfig::default(),
+            relays: false,
+            tpm_mux: false,
         }
+    }
+}
+
+/// Fast re-attestation for tests: a challenge every second, three misses revoke.
+pub fn fast_monitor() -> verifier::MonitorConfig {
+    verifier::MonitorConfig {
+        interval_ms: 1_000,
+        jitter_pct: 10,
+        grace: 3,
+        challenge_timeout_ms: 2_000,
+        hold_ms: 1_000,
+        revocation_deadline_ms: 8_000,
+        sweep_ms: 100,
+    }
+}
+
+/// The kernels' side of [`fast_monitor`].
+pub fn fast_reattest() -> enclave::ReattestConfig {
+    enclave::ReattestConfig {
+        feed_timeout_ms: 4_000,
+        reconnect_initial_ms: 100,
+        reconnect_max_ms: 500,
     }
 }
 
@@ -164,17 +370,19 @@ impl Cluster {
             opts.verifier_policy.require_tpm = false;
         }
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(verifier::Store::open(&dir.path().join("verifier.db")).unwrap());
+        let db = dir.path().join("verifier.db");
+        let store = Arc::new(verifier::Store::open(&db).unwrap());
         let ids: Vec<String> = (1..=opts.kernels).map(|i| format!("k{i}")).collect();
         let state_root = dir.path().join("kernels");
         let out =
             verifier::ceremony::run(&store, &opts.ceremony_policy, 2, &ids, &state_root).unwrap();
         let group_public_key = hex::decode(&out.group_public_key).unwrap();
-        let service = verifier::serve(
+        let service = verifier::serve_with(
             verifier::ServiceConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 policy: opts.verifier_policy.clone(),
             },
+            opts.monitor.clone(),
             store.clone(),
         )
         .await
@@ -197,9 +405,14 @@ impl Cluster {
             let kdir = state_root.join(id);
             let vsock = kdir.join("vsock.sock");
             let public = kdir.join("public.sock");
+            let relay = if opts.relays {
+                Some(Relay::start(verifier_addr).await)
+            } else {
+                None
+            };
             let mut egress = vec![EgressRule {
                 port: host::transport::VsockPort(wire::hybrid::VERIFIER_PORT),
-                destination: Endpoint::Tcp(verifier_addr),
+                destination: Endpoint::Tcp(relay.as_ref().map_or(verifier_addr, |r| r.addr)),
             }];
             let mut peers = Vec::new();
             for (j, peer) in ids.iter().enumerate() {
@@ -231,6 +444,10 @@ impl Cluster {
             } else {
                 None
             };
+            let mux = match (&tpm, opts.tpm_mux) {
+                (Some(t), true) => Some(Arc::new(TpmMux::start(t.port))),
+                _ => None,
+            };
             let cedar = kdir.join("policy.cedar");
             if !opts.cedar_missing {
                 std::fs::write(&cedar, CEDAR).unwrap();
@@ -245,7 +462,10 @@ impl Cluster {
                 verifier_public_key: verifier_key.clone(),
                 cedar_policy: Some(cedar),
                 platform: Platform::Software,
-                tpm_tcti: tpm.as_ref().map(|t| t.tcti()),
+                tpm_tcti: mux
+                    .as_ref()
+                    .map(|m| m.tcti())
+                    .or_else(|| tpm.as_ref().map(|t| t.tcti())),
                 retry: Retry {
                     initial_ms: 50,
                     max_ms: 400,
@@ -255,7 +475,7 @@ impl Cluster {
                 gpus: false,
             };
             let listener = cfg.vsock.listen().unwrap();
-            let kernel = Kernel::new(cfg).unwrap();
+            let kernel = Kernel::with_reattest(cfg, opts.reattest).unwrap();
             let k = kernel.clone();
             let mut stop = rx.clone();
             tokio::spawn(async move {
@@ -275,6 +495,8 @@ impl Cluster {
                 public,
                 proxy: handle,
                 state_dir: kdir,
+                relay,
+                tpm: mux,
             });
         }
         Cluster {
@@ -284,9 +506,55 @@ impl Cluster {
             nodes,
             group_public_key,
             policy: opts.verifier_policy,
+            monitor: opts.monitor,
+            db,
             _tpms: tpms,
             shutdown: tx,
         }
+    }
+
+    /// Stops the verifier (every connection closed), then starts a new one on the same
+    /// database, on a new port the relays are repointed to. Needs `Options::relays`.
+    pub async fn restart_verifier(&mut self, down_for: Duration) {
+        self.verifier.stop();
+        tokio::time::sleep(down_for).await;
+        let store = Arc::new(verifier::Store::open(&self.db).unwrap());
+        let service = verifier::serve_with(
+            verifier::ServiceConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                policy: self.policy.clone(),
+            },
+            self.monitor.clone(),
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        for n in &self.nodes {
+            n.relay
+                .as_ref()
+                .expect("restart needs Options::relays")
+                .repoint(service.addr);
+        }
+        self.verifier = service;
+        self.store = store;
+    }
+
+    /// Waits (generously) until `f` holds, polling every 50 ms; panics with `what` otherwise.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Cluster) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn node(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
     }
 
     /// Waits until every kernel left `booting` (and, for sealed ones, gave a final reason).
