@@ -137,6 +137,93 @@ pub struct AppraisalContext<'a> {
     pub expected_nonce: &'a Nonce,
     /// Appraisal time (Unix ms).
     pub now_ms: u64,
+    /// What this appraiser already replayed of the kernel's event log.
+    pub event_log_base: EventLogBase<'a>,
+}
+
+/// Where an appraisal of an event log part starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLogBase<'a> {
+    /// The verifier holds no replay for this kernel: only a whole log (from event 0) can be
+    /// appraised; a part that starts later is contraindicated.
+    Start,
+    /// The verifier's replay from the kernel's last affirming appraisal in this boot.
+    Replayed(&'a EventLogState),
+    /// An appraiser that never keeps state (offline `verify`, a TLS client re-appraising a
+    /// certificate): a whole log is replayed; a part that starts later cannot be and is left
+    /// to the verifier whose signed result covers it (the quote's PCRs are still checked
+    /// against the reference values).
+    Stateless,
+}
+
+/// How far a verifier has replayed a kernel's measured-boot event log: the number of events
+/// and the SHA-256 PCR values they produce. Kept per kernel between appraisals, so that each
+/// re-attestation ships and replays only the events since the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogState {
+    /// Events replayed (the next delta starts at this index).
+    pub events: u32,
+    /// SHA-256 bank values the replayed events produce, by PCR index.
+    pub pcrs: BTreeMap<u32, Vec<u8>>,
+}
+
+/// Checks the event log part shipped with a verified quote: it must continue what the
+/// verifier replayed (`base`) and replay, together with it, to the quoted value of every PCR
+/// the log touches. Returns the new replay state.
+fn appraise_event_log(
+    part: &crate::tpm::EventLogPart,
+    quoted: &BTreeMap<u8, [u8; 32]>,
+    base: EventLogBase<'_>,
+) -> Result<Option<EventLogState>, String> {
+    use crate::eventlog::{check_delta, DigestAlgorithm, EventLog};
+    let empty = BTreeMap::new();
+    let base_pcrs = match (part.first_event, base) {
+        (0, _) => &empty,
+        (first, EventLogBase::Replayed(b)) if b.events == first => &b.pcrs,
+        (_, EventLogBase::Stateless) => return Ok(None),
+        (first, EventLogBase::Replayed(b)) => {
+            return Err(format!(
+                "event log part starts at event {first} but this verifier has replayed {} events",
+                b.events
+            ))
+        }
+        (first, EventLogBase::Start) => {
+            return Err(format!(
+                "event log part starts at event {first} but this verifier holds no replay for this kernel"
+            ))
+        }
+    };
+    let log = EventLog::parse(&part.log).map_err(|e| format!("event log rejected: {e}"))?;
+    let count = u32::try_from(log.events().len()).unwrap_or(u32::MAX);
+    if part.first_event.checked_add(count) != Some(part.total_events) {
+        return Err(format!(
+            "event log part holds {count} events from event {} but claims {} in all",
+            part.first_event, part.total_events
+        ));
+    }
+    // Every PCR the log touches (before or in this part) that the quote covers.
+    let touched: std::collections::BTreeSet<u32> = base_pcrs
+        .keys()
+        .copied()
+        .chain(log.events().iter().map(|e| e.pcr_index()))
+        .collect();
+    let expected: BTreeMap<u32, Vec<u8>> = touched
+        .into_iter()
+        .filter_map(|i| {
+            let slot = u8::try_from(i).ok()?;
+            quoted.get(&slot).map(|v| (i, v.to_vec()))
+        })
+        .collect();
+    let (covered, pcrs) = check_delta(&log, DigestAlgorithm::Sha256, base_pcrs, &expected)
+        .map_err(|e| format!("event log does not replay to the quoted pcrs: {e}"))?;
+    // Events past `covered` were logged but not yet extended when the quote was taken: the
+    // next part starts with them again.
+    Ok(Some(EventLogState {
+        events: part
+            .first_event
+            .saturating_add(u32::try_from(covered).unwrap_or(u32::MAX)),
+        pcrs,
+    }))
 }
 
 /// Outcome of appraisal.
@@ -150,6 +237,9 @@ pub struct Appraisal {
     pub level: Level,
     /// PCR values that verified (empty without a TPM item).
     pub pcrs: BTreeMap<u8, [u8; 32]>,
+    /// The event-log replay after this appraisal, when the quote came with a log that
+    /// replayed to it: the `event_log_base` of the kernel's next appraisal.
+    pub event_log: Option<EventLogState>,
 }
 
 impl Appraisal {
@@ -236,6 +326,8 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
     let mut tpm_seen = false;
     let mut platform_problems: Vec<String> = Vec::new();
     let mut gpu_item: Option<&[u8]> = None;
+    let mut event_log: Option<EventLogState> = None;
+    let mut event_log_events: Option<u32> = None;
     let binding = bundle.binding();
 
     if bundle.nonce() != ctx.expected_nonce {
@@ -279,10 +371,24 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
             }
             EvidenceKind::Tpm => {
                 tpm_seen = true;
-                let verified = crate::tpm::TpmEvidence::from_item_data(&item.data)
-                    .and_then(|ev| crate::tpm::verify(&ev, binding.tpm_qualifying_data()));
+                let verified = crate::tpm::TpmEvidence::from_item_data(&item.data).and_then(|ev| {
+                    crate::tpm::verify(&ev, binding.tpm_qualifying_data())
+                        .map(|q| (q, ev.event_log))
+                });
                 match verified {
-                    Ok(q) => pcrs = q.pcrs().clone(),
+                    Ok((q, log)) => {
+                        pcrs = q.pcrs().clone();
+                        if let Some(part) = &log {
+                            match appraise_event_log(part, &pcrs, ctx.event_log_base) {
+                                Ok(Some(state)) => {
+                                    event_log_events = Some(state.events);
+                                    event_log = Some(state);
+                                }
+                                Ok(None) => {}
+                                Err(e) => executables.push(e),
+                            }
+                        }
+                    }
                     Err(e) => identity.push(format!("tpm quote rejected: {e}")),
                 }
             }
@@ -431,11 +537,18 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
             &mut claims,
             claim::EXECUTABLES,
             Tier::Affirming,
-            format!(
-                "{} pcrs quoted; {} match reference values",
-                pcrs.len(),
-                ctx.policy.expected_pcrs.len()
-            ),
+            match event_log_events {
+                Some(n) => format!(
+                    "{} pcrs quoted; {} match reference values; the event log ({n} events) replays to them",
+                    pcrs.len(),
+                    ctx.policy.expected_pcrs.len()
+                ),
+                None => format!(
+                    "{} pcrs quoted; {} match reference values",
+                    pcrs.len(),
+                    ctx.policy.expected_pcrs.len()
+                ),
+            },
         );
     } else {
         push(
@@ -452,6 +565,11 @@ pub fn appraise(bundle: &VerifiedBundle, ctx: &AppraisalContext<'_>) -> Appraisa
         status,
         level,
         pcrs,
+        event_log: if status == Tier::Affirming {
+            event_log
+        } else {
+            None
+        },
     }
 }
 
@@ -518,6 +636,7 @@ mod tests {
                 policy: &policy,
                 expected_nonce: &nonce,
                 now_ms: now,
+                event_log_base: EventLogBase::Stateless,
             },
         );
         assert_eq!(a.status, Tier::Contraindicated);
@@ -565,6 +684,7 @@ mod tests {
                 policy: &policy,
                 expected_nonce: &nonce,
                 now_ms: now,
+                event_log_base: EventLogBase::Stateless,
             },
         );
         assert_eq!(a.status, Tier::Contraindicated);

@@ -97,6 +97,11 @@ pub trait Attester: Send {
     fn level(&self) -> Option<Level>;
     /// Collects one evidence item bound to `binding`.
     fn collect(&mut self, binding: &BindingValue) -> Result<EvidenceItem, CollectError>;
+    /// The verifier has replayed the event log up to (not including) event `first_event`:
+    /// later items carry only the events from there on. Attesters without a log ignore it.
+    fn event_log_from(&mut self, first_event: u32) {
+        let _ = first_event;
+    }
 }
 
 /// Encodes a serde value as CBOR for an evidence item.

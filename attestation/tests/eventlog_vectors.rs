@@ -11,8 +11,8 @@
 )]
 
 use attestation::eventlog::{
-    check_against, check_rtmrs, replay, replay_rtmrs, CcelTable, DigestAlgorithm, EventLog,
-    EventType, Prefix, Register, ReplayError, Rtmrs,
+    check_against, check_delta, check_rtmrs, replay, replay_rtmrs, CcelTable, DigestAlgorithm,
+    EventLog, EventType, Prefix, Register, ReplayError, Rtmrs,
 };
 use attestation::tpm::{verify_quote_with_key, AkPublic, PcrValue};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -494,5 +494,78 @@ fn byte_flip_and_truncation_sweep_gce_tpm_log() {
     sweep(
         "gce",
         &read("eventlog/go-tpm-tools-gce/gce-cos-85-nonce9009-eventlog.bin"),
+    );
+}
+
+/// A growing log appraised in deltas gives the same registers as the whole log at once:
+/// the real GCE log cut at every event, the head replayed from zero and the tail continued
+/// from the head's registers with `check_delta`.
+#[test]
+fn a_real_log_appraised_in_deltas_matches_the_whole_replay() {
+    let bytes = read("eventlog/go-tpm-tools-gce/gce-cos-85-nonce9009-eventlog.bin");
+    let whole = EventLog::parse(&bytes).unwrap();
+    let n = whole.events().len();
+    let all = replay(&whole, DigestAlgorithm::Sha256).unwrap();
+    for cut in 0..=n {
+        let (tail, count) = EventLog::tail(&bytes, cut).unwrap();
+        assert_eq!(count, n);
+        let tail = EventLog::parse(&tail).unwrap();
+        assert_eq!(tail.events().len(), n - cut, "tail from event {cut}");
+        assert_eq!(tail.events(), &whole.events()[cut..]);
+        // The head: header and events `..cut`, i.e. the whole log less the tail's events.
+        let (full, _) = EventLog::tail(&bytes, 0).unwrap();
+        let (rest, _) = EventLog::tail(&bytes, cut).unwrap();
+        let (header, _) = EventLog::tail(&bytes, n).unwrap();
+        let head_bytes = full[..full.len() - (rest.len() - header.len())].to_vec();
+        let head = EventLog::parse(&head_bytes).unwrap();
+        assert_eq!(head.events().len(), cut);
+        let base = replay(&head, DigestAlgorithm::Sha256).unwrap();
+        let (covered, after) = check_delta(&tail, DigestAlgorithm::Sha256, &base, &all).unwrap();
+        assert_eq!(covered, n - cut, "delta from event {cut}");
+        assert_eq!(after, all, "delta from event {cut}");
+        // A quote taken before the last event was extended: the prefix without it matches.
+        if cut < n {
+            let before_last = {
+                let (full, _) = EventLog::tail(&bytes, 0).unwrap();
+                let (last, _) = EventLog::tail(&bytes, n - 1).unwrap();
+                let (header, _) = EventLog::tail(&bytes, n).unwrap();
+                replay(
+                    &EventLog::parse(&full[..full.len() - (last.len() - header.len())]).unwrap(),
+                    DigestAlgorithm::Sha256,
+                )
+                .unwrap()
+            };
+            let (covered, state) =
+                check_delta(&tail, DigestAlgorithm::Sha256, &base, &before_last).unwrap();
+            assert_eq!(
+                covered,
+                n - cut - 1,
+                "one event not yet extended, cut {cut}"
+            );
+            assert_eq!(state, before_last);
+        }
+    }
+    assert!(matches!(
+        EventLog::tail(&bytes, n + 1),
+        Err(attestation::eventlog::EventLogError::TailBeyondLog { .. })
+    ));
+}
+
+/// A delta whose events the hardware never saw (a register extended outside the log, or an
+/// event dropped from the delta) is a mismatch naming the register.
+#[test]
+fn a_delta_that_does_not_reach_the_quoted_registers_names_the_register() {
+    let bytes = read("eventlog/go-tpm-tools-gce/gce-cos-85-nonce9009-eventlog.bin");
+    let whole = EventLog::parse(&bytes).unwrap();
+    let n = whole.events().len();
+    let all = replay(&whole, DigestAlgorithm::Sha256).unwrap();
+    let cut = n / 2;
+    let (tail, _) = EventLog::tail(&bytes, cut).unwrap();
+    let tail = EventLog::parse(&tail).unwrap();
+    // The base claims the verifier saw nothing: the tail alone cannot reach the registers.
+    let err = check_delta(&tail, DigestAlgorithm::Sha256, &BTreeMap::new(), &all).unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::Mismatch(m) if matches!(m.register, Register::Pcr(_))),
+        "{err}"
     );
 }

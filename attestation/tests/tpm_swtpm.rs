@@ -230,3 +230,40 @@ fn extending_a_pcr_changes_the_next_quote() {
     }
     assert_eq!(before.ak_public_digest(), after.ak_public_digest());
 }
+
+/// With an event log, each quote ships the log from the event the verifier names: the
+/// whole log at first, only the new events later, the whole log again when the verifier
+/// names an event the log does not have (a new boot). The log is a real GCE vTPM log; it
+/// does not replay to this swtpm (appraisal is tested end to end in `e2e`), this checks
+/// what is shipped.
+#[test]
+fn quotes_ship_the_event_log_from_the_event_the_verifier_names() {
+    use attestation::eventlog::EventLog;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/eventlog/go-tpm-tools-gce/gce-cos-85-nonce9009-eventlog.bin");
+    let whole = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tpm = Swtpm::start();
+    let mut attester = tpm.attester().with_event_log(&path);
+    let binding = binding_for(&attester, 1);
+
+    let first = collect(&mut attester, &binding).event_log.unwrap();
+    assert_eq!((first.first_event, first.total_events), (0, 44));
+    assert_eq!(first.log, EventLog::tail(&whole, 0).unwrap().0);
+
+    attester.event_log_from(40);
+    let delta = collect(&mut attester, &binding).event_log.unwrap();
+    assert_eq!((delta.first_event, delta.total_events), (40, 44));
+    let parsed = EventLog::parse(&delta.log).unwrap();
+    assert_eq!(
+        parsed.events(),
+        &EventLog::parse(&whole).unwrap().events()[40..]
+    );
+    assert!(delta.log.len() < whole.len() / 4, "a delta is small");
+
+    attester.event_log_from(45);
+    let again = collect(&mut attester, &binding).event_log.unwrap();
+    assert_eq!((again.first_event, again.total_events), (0, 44));
+
+    // Without a log nothing is shipped.
+    assert!(collect(&mut tpm.attester(), &binding).event_log.is_none());
+}

@@ -224,6 +224,7 @@ fn gce_quotes_verify_as_tpm_evidence() {
             attest: v.attest.clone(),
             signature: v.signature.clone(),
             pcrs: v.pcrs.clone(),
+            event_log: None,
         };
         let item = evidence.to_item().unwrap();
         let decoded = TpmEvidence::from_item_data(&item.data).unwrap();

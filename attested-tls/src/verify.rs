@@ -159,6 +159,7 @@ pub fn verify_certificate(
             policy: own,
             expected_nonce: bundle.nonce(),
             now_ms,
+            event_log_base: attestation::appraisal::EventLogBase::Stateless,
         };
         let a = appraise(&bundle, &ctx);
         if a.status != Tier::Affirming {

@@ -140,7 +140,13 @@ pub fn make_attesters(cfg: &KernelConfig) -> Result<Vec<Box<dyn Attester>>, Coll
     }
     if let Some(tcti) = &cfg.tpm_tcti {
         #[cfg(feature = "tpm")]
-        v.push(Box::new(attestation::tpm::TpmAttester::connect(tcti)?));
+        {
+            let tpm = attestation::tpm::TpmAttester::connect(tcti)?;
+            v.push(Box::new(match &cfg.event_log {
+                Some(path) => tpm.with_event_log(path),
+                None => tpm,
+            }));
+        }
         #[cfg(not(feature = "tpm"))]
         return Err(CollectError::NoSuchDevice {
             path: tcti.clone(),
@@ -202,6 +208,7 @@ pub async fn collect_bundle(
     nonce: &Nonce,
     level: Level,
     draft_hash: &[u8; 32],
+    event_log_from: u32,
 ) -> Result<(Vec<u8>, [u8; 32], KeyExchange), BootError> {
     let binding = BindingValue::compute(nonce, ak.public_key(), draft_hash);
     let items = tokio::task::spawn_blocking(move || {
@@ -209,7 +216,10 @@ pub async fn collect_bundle(
             .lock()
             .map_err(|_| BootError::Other("attester lock".into()))?;
         a.iter_mut()
-            .map(|x| x.collect(&binding).map_err(BootError::from))
+            .map(|x| {
+                x.event_log_from(event_log_from);
+                x.collect(&binding).map_err(BootError::from)
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await
@@ -275,7 +285,7 @@ pub async fn attempt(
     };
 
     let (bundle, bundle_digest, kx) =
-        collect_bundle(cfg, ak, attesters, &nonce, level, &draft_hash).await?;
+        collect_bundle(cfg, ak, attesters, &nonce, level, &draft_hash, 0).await?;
 
     let (result, status, reasons) = match call::<_, VerifierResponse>(
         conn.as_mut(),

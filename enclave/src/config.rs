@@ -74,6 +74,10 @@ pub struct KernelConfig {
     pub platform: Platform,
     /// TCTI of the vTPM (e.g. `swtpm:host=127.0.0.1,port=2321`), if any.
     pub tpm_tcti: Option<String>,
+    /// The TCG2 event log of the PCRs the vTPM quotes (in a guest
+    /// `attestation::tpm::EVENT_LOG_PATH`), shipped with every quote: whole at boot, only
+    /// the new events at each re-attestation. `None`: no log.
+    pub event_log: Option<PathBuf>,
     /// Backoff while the verifier is unreachable.
     pub retry: Retry,
     /// Timeout of one peer call during signing.

@@ -46,6 +46,10 @@ struct Cli {
     /// vTPM TCTI, e.g. `swtpm:host=127.0.0.1,port=2321`.
     #[arg(long)]
     tpm_tcti: Option<String>,
+    /// TCG2 event log shipped with every vTPM quote (in a guest:
+    /// /sys/kernel/security/tpm0/binary_bios_measurements).
+    #[arg(long, requires = "tpm_tcti")]
+    event_log: Option<PathBuf>,
     /// Collect NVIDIA GPU evidence (NVML, `gpu` build feature) into every bundle.
     #[arg(long)]
     gpus: bool,
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         cedar_policy: cli.cedar_policy,
         platform: cli.platform,
         tpm_tcti: cli.tpm_tcti,
+        event_log: cli.event_log,
         retry: Retry {
             max_attempts: cli.max_attempts,
             ..Retry::default()

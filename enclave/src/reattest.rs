@@ -301,6 +301,7 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
         &nonce,
         level,
         &draft_hash,
+        ch.event_log_from,
     )
     .await
     {

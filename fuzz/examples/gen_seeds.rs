@@ -266,6 +266,7 @@ fn tpm_seeds() -> Res<()> {
             attest: vector(&path("quote1_field1.bin"))?,
             signature: vector(&path("quote1_field2.bin"))?,
             pcrs: gce_pcrs(&vector(&path("quote1_field3.bin"))?)?,
+            event_log: None,
         };
         write("tpm_evidence", &format!("{tag}.cbor"), &ev.to_item()?.data)?;
         if tag == "gce_nonce9009" {

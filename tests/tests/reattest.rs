@@ -295,6 +295,10 @@ async fn a_verifier_restart_loses_nothing_and_revokes_no_healthy_kernel() {
         monitor: fast_monitor(),
         reattest: fast_reattest(),
         relays: true,
+        // With event logs, a challenge answer carries only the events since the last one:
+        // a verifier that lost its replay on restart would refuse them.
+        tpm_mux: true,
+        event_log: true,
         ..Options::default()
     })
     .await;
@@ -337,7 +341,21 @@ async fn a_verifier_restart_loses_nothing_and_revokes_no_healthy_kernel() {
         .map(|k| c.store.appraisals_of(k, 10_000).unwrap().len())
         .collect();
 
+    // k1 measures something new while the verifier is up, and again while it is down.
+    let k1 = c.node("k1");
+    let log = k1.event_log.as_ref().unwrap();
+    log.measure(k1.tpm.as_deref(), 9, b"before the restart");
+    c.wait_for("k1's new event replayed", WAIT, |c| {
+        replayed_events(c, "k1") == Some(4)
+    })
+    .await;
+
     c.restart_verifier(Duration::from_millis(1_500)).await;
+    let k1 = c.node("k1");
+    k1.event_log
+        .as_ref()
+        .unwrap()
+        .measure(k1.tpm.as_deref(), 9, b"during the restart");
 
     // Nothing lost.
     let after = c.store.kernel_records().unwrap();
@@ -376,6 +394,12 @@ async fn a_verifier_restart_loses_nothing_and_revokes_no_healthy_kernel() {
         assert_ne!(state(&c, k), AttestationState::Revoked, "{k}");
         assert!(c.store.revocations_of(k, 10).unwrap().is_empty(), "{k}");
     }
+    // The replay survived the restart and went on with the delta.
+    c.wait_for("k1's replay continued after the restart", WAIT, |c| {
+        replayed_events(c, "k1") == Some(5)
+    })
+    .await;
+    assert_eq!(replayed_events(&c, "k2"), Some(3));
     c.wait_for("k1 may sign after the restart", WAIT, |c| {
         c.node("k1").kernel.attestation_gate().is_ok()
     })
@@ -391,4 +415,97 @@ async fn a_verifier_restart_loses_nothing_and_revokes_no_healthy_kernel() {
         .kernel
         .revoked_peers()
         .contains(&"k3".to_string()));
+}
+
+/// Events of `kernel`'s log the verifier has replayed for its current boot.
+fn replayed_events(c: &Cluster, kernel: &str) -> Option<u32> {
+    let rec = c.store.kernel_record(kernel).unwrap()?;
+    let digest = rec.ak_digest_bytes()?;
+    c.store
+        .event_log_state(kernel, &digest)
+        .unwrap()
+        .map(|s| s.events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_log_deltas_follow_a_growing_log_and_an_unlogged_extend_is_revoked() {
+    let c = Cluster::start(Options {
+        monitor: fast_monitor(),
+        reattest: fast_reattest(),
+        tpm_mux: true,
+        event_log: true,
+        ..Options::default()
+    })
+    .await;
+    c.settle(WAIT).await;
+    for n in &c.nodes {
+        assert_eq!(
+            n.kernel.health().state,
+            KernelState::Serving,
+            "{:?}",
+            n.kernel.health()
+        );
+        // Boot: the whole log (the Spec ID header and three events) replayed to the quote.
+        assert_eq!(replayed_events(&c, &n.id), Some(3), "{}", n.id);
+    }
+    challenged(&c, 2).await;
+
+    // The kernel measures more at run time: each challenge answer carries only the new
+    // events, the verifier continues its replay from what it holds.
+    let k1 = c.node("k1");
+    let log = k1.event_log.as_ref().unwrap();
+    let tpm = k1.tpm.as_deref();
+    log.measure(tpm, 9, b"cedar policy set v2");
+    log.measure(tpm, 10, b"model weights sha");
+    assert_eq!(log.events(), 5);
+    c.wait_for("k1's two new events replayed", WAIT, |c| {
+        replayed_events(c, "k1") == Some(5)
+    })
+    .await;
+    // A logged event whose extend has not happened yet (the log is written first) is not
+    // an attack: the quote covers the prefix, the event comes again in the next delta.
+    log.measure(None, 11, b"pending measurement");
+    let seen = c.store.appraisals_of("k1", 10_000).unwrap().len();
+    c.wait_for("two more challenges of k1", WAIT, |c| {
+        c.store.appraisals_of("k1", 10_000).unwrap().len() >= seen + 2
+    })
+    .await;
+    assert_eq!(state(&c, "k1"), AttestationState::Attested);
+    assert_eq!(replayed_events(&c, "k1"), Some(5));
+    tpm.unwrap().pcrextend(
+        11,
+        &hex::encode(attestation::sha256(b"pending measurement")),
+    );
+    c.wait_for("the pending event replayed once extended", WAIT, |c| {
+        replayed_events(c, "k1") == Some(6)
+    })
+    .await;
+
+    // PCR 9 extended outside the log: the next delta no longer replays to the quote.
+    let extended_at = attestation::now_ms();
+    k1.tpm.as_ref().unwrap().pcrextend(9, &"cd".repeat(32));
+    c.wait_for("k1 revoked", WAIT, |c| {
+        state(c, "k1") == AttestationState::Revoked
+    })
+    .await;
+    let rec = c.store.kernel_record("k1").unwrap().unwrap();
+    assert!(
+        rec.reason.contains("event log does not replay") && rec.reason.contains("pcr 9"),
+        "{}",
+        rec.reason
+    );
+    eprintln!(
+        "unlogged extend of pcr 9 -> revoked in {} ms (interval {} ms)",
+        rec.revoked_at_ms.unwrap() - extended_at,
+        c.monitor.interval_ms
+    );
+    c.wait_for("k1 frozen", WAIT, |c| {
+        c.node("k1").kernel.attestation_gate().is_err()
+    })
+    .await;
+    assert!(!matches!(sign(k1).await, Response::Signature(_)));
+    // The others are untouched.
+    for k in ["k2", "k3"] {
+        assert_eq!(state(&c, k), AttestationState::Attested, "{k}");
+    }
 }

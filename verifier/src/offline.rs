@@ -167,6 +167,7 @@ pub fn verify_manifest(
             policy,
             expected_nonce: b.nonce(),
             now_ms: b.created_at_ms(),
+            event_log_base: attestation::appraisal::EventLogBase::Stateless,
         };
         let a = appraise(b, &ctx);
         push(

@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     at_ms INTEGER NOT NULL,
     json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_logs (
+    kernel_id TEXT PRIMARY KEY,
+    ak_digest BLOB NOT NULL,
+    events INTEGER NOT NULL,
+    pcrs TEXT NOT NULL
+);
 ";
 
 /// Completion state of a revocation (KEE-1 P8).
@@ -569,6 +575,66 @@ impl Store {
                 Ok((unms(r.get(0)?), r.get(1)?))
             })
             .optional()?)
+    }
+}
+
+/// The event-log replay of a kernel's current boot (its attestation key): what the next
+/// challenge's log part must continue.
+impl Store {
+    /// The replay held for `kernel_id` under the attestation key with SHA-256 `ak_digest`;
+    /// `None` when none is held or it belongs to another boot.
+    pub fn event_log_state(
+        &self,
+        kernel_id: &str,
+        ak_digest: &[u8],
+    ) -> Result<Option<attestation::appraisal::EventLogState>, StoreError> {
+        let row: Option<(Vec<u8>, i64, String)> = self
+            .lock()?
+            .query_row(
+                "SELECT ak_digest, events, pcrs FROM event_logs WHERE kernel_id = ?1",
+                params![kernel_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((digest, events, pcrs)) = row else {
+            return Ok(None);
+        };
+        if digest != ak_digest {
+            return Ok(None);
+        }
+        let pcrs: std::collections::BTreeMap<u32, String> = serde_json::from_str(&pcrs)
+            .map_err(|e| StoreError::Corrupt(format!("event log state of `{kernel_id}`: {e}")))?;
+        let pcrs = pcrs
+            .into_iter()
+            .map(|(i, v)| hex::decode(v).map(|v| (i, v)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("event log state of `{kernel_id}`: {e}")))?;
+        Ok(Some(attestation::appraisal::EventLogState {
+            events: u32::try_from(events).unwrap_or(0),
+            pcrs,
+        }))
+    }
+
+    /// Keeps the replay after an affirming appraisal (replacing any earlier boot's).
+    pub fn put_event_log_state(
+        &self,
+        kernel_id: &str,
+        ak_digest: &[u8],
+        state: &attestation::appraisal::EventLogState,
+    ) -> Result<(), StoreError> {
+        let pcrs: std::collections::BTreeMap<u32, String> = state
+            .pcrs
+            .iter()
+            .map(|(i, v)| (*i, hex::encode(v)))
+            .collect();
+        let pcrs = serde_json::to_string(&pcrs)
+            .map_err(|e| StoreError::Corrupt(format!("event log state: {e}")))?;
+        self.lock()?.execute(
+            "INSERT INTO event_logs (kernel_id, ak_digest, events, pcrs) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(kernel_id) DO UPDATE SET ak_digest = ?2, events = ?3, pcrs = ?4",
+            params![kernel_id, ak_digest, i64::from(state.events), pcrs],
+        )?;
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::monitor::{Monitor, MonitorConfig, MonitorError, WatchSession};
 use crate::store::{NonceUse, Store, StoreError};
-use attestation::appraisal::{appraise, AppraisalContext, AppraisalPolicy};
+use attestation::appraisal::{appraise, AppraisalContext, AppraisalPolicy, EventLogBase};
 use attestation::bundle::UnverifiedBundle;
 use attestation::result::{claim, AttestationResult, ResultSigner, Tier, TrustClaim, EAR_PROFILE};
 use attestation::sealing;
@@ -364,10 +364,19 @@ fn appraise_bundle(
         );
         return refused(format!("bundle rejected: {p}"));
     }
+    // The event-log replay of this boot (same attestation key), if this verifier holds one.
+    let ak_digest = attestation::sha256(bundle.ak_public());
+    let log_state = match shared.store.event_log_state(&kernel_id, &ak_digest) {
+        Ok(s) => s,
+        Err(e) => return refused(format!("verifier state unavailable: {e}")),
+    };
     let ctx = AppraisalContext {
         policy: &shared.policy,
         expected_nonce: bundle.nonce(),
         now_ms: now,
+        event_log_base: log_state
+            .as_ref()
+            .map_or(EventLogBase::Start, EventLogBase::Replayed),
     };
     let mut appraisal = appraise(&bundle, &ctx);
     // A challenge must be answered by the instance the wrap key was released to.
@@ -415,6 +424,14 @@ fn appraise_bundle(
         &reasons,
     ) {
         return refused(format!("verifier state unavailable: {e}"));
+    }
+    if let (Tier::Affirming, Some(state)) = (appraisal.status, &appraisal.event_log) {
+        if let Err(e) = shared
+            .store
+            .put_event_log_state(&kernel_id, &ak_digest, state)
+        {
+            return refused(format!("verifier state unavailable: {e}"));
+        }
     }
     shared.monitor.appraised(
         &kernel_id,

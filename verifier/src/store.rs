@@ -22,6 +22,9 @@ pub enum StoreError {
     /// "verifier database lock poisoned".
     #[error("verifier database lock poisoned")]
     Poisoned,
+    /// "verifier database holds a malformed value: {0}".
+    #[error("verifier database holds a malformed value: {0}")]
+    Corrupt(String),
 }
 
 /// Outcome of consuming a nonce.

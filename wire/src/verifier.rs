@@ -129,6 +129,10 @@ pub struct Challenge {
     pub nonce: Vec<u8>,
     /// Unix time (ms) after which the answer is refused.
     pub expires_at_ms: u64,
+    /// The verifier has replayed the kernel's event log up to this event: the answer's TPM
+    /// quote carries only the events from here on (0: the whole log).
+    #[serde(default)]
+    pub event_log_from: u32,
 }
 
 /// What the verifier tells one kernel on the feed; signed with the verifier's result key over
@@ -233,6 +237,7 @@ mod tests {
             challenge: Some(Challenge {
                 nonce: vec![1; 32],
                 expires_at_ms: 5,
+                event_log_from: 7,
             }),
             hold_ms: 10,
         };

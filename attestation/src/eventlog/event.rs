@@ -270,27 +270,64 @@ impl EventLog {
     /// Parses a log (`binary_bios_measurements`, or a CCEL log area). See the module docs for
     /// where it ends.
     pub fn parse(bytes: &[u8]) -> Result<Self, EventLogError> {
+        Self::parse_spans(bytes).map(|(log, _)| log)
+    }
+
+    /// Parses and also returns where the header ends and where each event ends (byte
+    /// offsets into `bytes`).
+    fn parse_spans(bytes: &[u8]) -> Result<(Self, Spans), EventLogError> {
         let mut r = Reader::new(bytes);
         let spec_id = parse_spec_id(&mut r)?;
+        let header_end = r.offset();
+        let mut event_ends = Vec::new();
         let mut events = Vec::new();
         loop {
             let rest = r.rest();
-            if rest.is_empty() {
-                return Ok(Self {
-                    spec_id,
-                    events,
-                    trailing_bytes: 0,
-                });
-            }
-            if let Some(trailing_bytes) = padding(rest, r.offset())? {
-                return Ok(Self {
+            let trailing_bytes = if rest.is_empty() {
+                Some(0)
+            } else {
+                padding(rest, r.offset())?
+            };
+            if let Some(trailing_bytes) = trailing_bytes {
+                let log = Self {
                     spec_id,
                     events,
                     trailing_bytes,
-                });
+                };
+                return Ok((
+                    log,
+                    Spans {
+                        header_end,
+                        event_ends,
+                    },
+                ));
             }
             events.push(parse_event(&mut r, &spec_id, events.len())?);
+            event_ends.push(r.offset());
         }
+    }
+
+    /// The part of a growing log that a verifier which already replayed events
+    /// `..first_event` needs: the Spec ID header followed by events `first_event..`, the
+    /// end-of-log padding dropped. Parses (and so checks) the whole log first. Returns the cut
+    /// log, itself a valid log, and the number of events in the whole log.
+    pub fn tail(bytes: &[u8], first_event: usize) -> Result<(Vec<u8>, usize), EventLogError> {
+        let (log, spans) = Self::parse_spans(bytes)?;
+        let count = log.events.len();
+        let start = match first_event.checked_sub(1) {
+            None => spans.header_end,
+            Some(prev) => *spans
+                .event_ends
+                .get(prev)
+                .ok_or(EventLogError::TailBeyondLog {
+                    first_event,
+                    events: count,
+                })?,
+        };
+        let end = spans.event_ends.last().copied().unwrap_or(spans.header_end);
+        let mut out = bytes.get(..spans.header_end).unwrap_or_default().to_vec();
+        out.extend_from_slice(bytes.get(start..end).unwrap_or_default());
+        Ok((out, count))
     }
 
     /// The Spec ID header.
@@ -306,6 +343,12 @@ impl EventLog {
     pub fn trailing_bytes(&self) -> usize {
         self.trailing_bytes
     }
+}
+
+/// Byte offsets found while parsing: the end of the Spec ID header and the end of each event.
+struct Spans {
+    header_end: usize,
+    event_ends: Vec<usize>,
 }
 
 /// `Some(len)` when `rest` is end-of-log padding: at least [`MIN_PADDING_BYTES`], all `0x00`

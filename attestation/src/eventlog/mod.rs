@@ -24,7 +24,9 @@ pub mod replay;
 
 pub use ccel::{check_rtmrs, replay_rtmrs, CcelTable, Rtmrs};
 pub use event::{Digest, DigestAlgorithm, Event, EventLog, EventType, SpecIdEvent};
-pub use replay::{check_against, replay, Prefix, Register, ReplayError, ReplayMismatch};
+pub use replay::{
+    check_against, check_delta, replay, Prefix, Register, ReplayError, ReplayMismatch,
+};
 
 /// Why an event log was rejected or cannot be replayed. Each variant names the check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +141,14 @@ pub enum EventLogError {
         event: usize,
         /// Its `pcrIndex` (CC MR index).
         index: u32,
+    },
+    /// "the log has {events} events, a tail cannot start at event {first_event}".
+    #[error("the log has {events} events, a tail cannot start at event {first_event}")]
+    TailBeyondLog {
+        /// The event the tail was asked to start at.
+        first_event: usize,
+        /// Events in the log.
+        events: usize,
     },
     /// "ccel acpi table is malformed: {0}".
     #[error("ccel acpi table is malformed: {0}")]

@@ -155,13 +155,36 @@ pub(crate) fn chains(
     log: &EventLog,
     alg: DigestAlgorithm,
 ) -> Result<BTreeMap<u32, Chain>, EventLogError> {
+    chains_from(log, alg, &BTreeMap::new())
+}
+
+/// Replays every register with its history, each starting from its value in `base` (zero
+/// when `base` does not name it): the continuation of a replay that already covered the
+/// events before `log`'s first.
+fn chains_from(
+    log: &EventLog,
+    alg: DigestAlgorithm,
+    base: &BTreeMap<u32, Vec<u8>>,
+) -> Result<BTreeMap<u32, Chain>, EventLogError> {
     if !log.spec_id().algorithms().contains(&alg) {
         return Err(EventLogError::AlgorithmNotInLog { alg });
     }
     let zero = vec![0u8; alg.digest_bytes()];
     // Probe once so that an uncomputable bank fails even on a log without events.
     extend(alg, &zero, &zero)?;
-    let mut chains: BTreeMap<u32, Chain> = BTreeMap::new();
+    let mut chains: BTreeMap<u32, Chain> = base
+        .iter()
+        .filter(|(_, v)| v.len() == zero.len())
+        .map(|(i, v)| {
+            (
+                *i,
+                Chain {
+                    initial: v.clone(),
+                    steps: Vec::new(),
+                },
+            )
+        })
+        .collect();
     for (index, event) in log.events().iter().enumerate() {
         let chain = chains.entry(event.pcr_index()).or_insert_with(|| Chain {
             initial: zero.clone(),
@@ -233,6 +256,85 @@ pub fn check_against(
             .iter()
             .map(|(i, v)| (*i, Register::Pcr(*i), v.as_slice())),
     )
+}
+
+/// Continues a replay: `log` holds the events after those that produced `base` (register
+/// values in bank `alg`, keyed by `pcrIndex`; empty = the start of the log), as
+/// [`EventLog::tail`] cuts it. Finds the longest prefix of `log`'s events after which every
+/// register named in `expected` equals its replayed value (a register neither `base` nor the
+/// log touches replays to zero), and returns how many events that prefix holds and the
+/// register values after it, `base` included: the `base` of the next delta.
+///
+/// A prefix, not the whole part, because a log is written before its register is extended:
+/// a quote taken in between covers every event but the last ones, which the next delta
+/// carries again. Events after the prefix are not trusted. When no prefix reaches `expected`,
+/// the error is the mismatch of the whole part.
+///
+/// This is how a verifier appraises a growing log without re-reading it: the first quote
+/// comes with the whole log, each later quote with only the events since the last one.
+pub fn check_delta(
+    log: &EventLog,
+    alg: DigestAlgorithm,
+    base: &BTreeMap<u32, Vec<u8>>,
+    expected: &BTreeMap<u32, Vec<u8>>,
+) -> Result<(usize, BTreeMap<u32, Vec<u8>>), ReplayError> {
+    let chains = chains_from(log, alg, base).map_err(ReplayError::Log)?;
+    let zero = vec![0u8; alg.digest_bytes()];
+    // Each register's value after the first `k` events, walking k from 0 to the end.
+    let mut current: BTreeMap<u32, &[u8]> = chains
+        .iter()
+        .map(|(i, c)| (*i, c.initial.as_slice()))
+        .collect();
+    let matches = |current: &BTreeMap<u32, &[u8]>| {
+        expected
+            .iter()
+            .all(|(i, v)| current.get(i).copied().unwrap_or(zero.as_slice()) == v.as_slice())
+    };
+    let mut covered = matches(&current).then_some(0usize);
+    // (event index, register, value after it), in log order.
+    let mut steps: Vec<(usize, u32, &[u8])> = chains
+        .iter()
+        .flat_map(|(i, c)| c.steps.iter().map(move |(e, v)| (*e, *i, v.as_slice())))
+        .collect();
+    steps.sort_unstable_by_key(|(e, _, _)| *e);
+    let mut next = steps.iter().peekable();
+    for k in 1..=log.events().len() {
+        // Apply event k-1 (EV_NO_ACTION events have no step).
+        while let Some((_, reg, value)) = next.next_if(|(e, _, _)| *e < k) {
+            current.insert(*reg, value);
+        }
+        if matches(&current) {
+            covered = Some(k);
+        }
+    }
+    let Some(k) = covered else {
+        compare(
+            &chains,
+            alg,
+            expected
+                .iter()
+                .map(|(i, v)| (*i, Register::Pcr(*i), v.as_slice())),
+        )?;
+        // compare() found no mismatch only if the whole part matched, which `covered` saw.
+        return Err(ReplayError::Log(EventLogError::TailBeyondLog {
+            first_event: 0,
+            events: log.events().len(),
+        }));
+    };
+    let state = chains
+        .iter()
+        .map(|(i, c)| {
+            let value = c
+                .steps
+                .iter()
+                .take_while(|(e, _)| *e < k)
+                .last()
+                .map_or(c.initial.as_slice(), |(_, v)| v.as_slice());
+            (*i, value.to_vec())
+        })
+        .filter(|(_, v)| *v != zero)
+        .collect();
+    Ok((k, state))
 }
 
 /// Compares (log index, register, expected value) triples with the replay.

@@ -7,8 +7,9 @@
 //! `tss_esapi::abstraction::ak` builds it. It lives as long as the attester; its public area is
 //! shipped in every evidence item.
 
-use super::{verify, PcrValue, TpmError, TpmEvidence};
+use super::{verify, EventLogPart, PcrValue, TpmError, TpmEvidence};
 use crate::binding::{BindingValue, Level};
+use crate::eventlog::EventLog;
 use crate::evidence::{Attester, CollectError, EvidenceItem, EvidenceKind};
 use std::str::FromStr;
 use tss_esapi::abstraction::{ak, ek, pcr, AsymmetricAlgorithmSelection};
@@ -57,6 +58,10 @@ pub struct TpmAttester {
     context: Context,
     ak: KeyHandle,
     ak_public: Vec<u8>,
+    /// The measured-boot event log to ship with each quote, if the platform keeps one.
+    event_log: Option<std::path::PathBuf>,
+    /// First event of the next quote's log part (what the verifier has replayed).
+    event_log_from: u32,
 }
 
 impl std::fmt::Debug for TpmAttester {
@@ -99,6 +104,48 @@ impl TpmAttester {
             context,
             ak,
             ak_public,
+            event_log: None,
+            event_log_from: 0,
+        })
+    }
+
+    /// Ships the TCG2 event log at `path` (in a guest
+    /// [`EVENT_LOG_PATH`](crate::tpm::EVENT_LOG_PATH)) with every quote: the whole log, or
+    /// the events since the index given to [`Attester::event_log_from`].
+    pub fn with_event_log(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.event_log = Some(path.into());
+        self
+    }
+
+    /// The log file's bytes, if there is a log.
+    fn read_event_log(&self) -> Result<Option<Vec<u8>>, CollectError> {
+        let Some(path) = &self.event_log else {
+            return Ok(None);
+        };
+        std::fs::read(path).map(Some).map_err(|e| {
+            CollectError::Malformed(format!("reading event log `{}`: {e}", path.display()))
+        })
+    }
+
+    /// The part of `bytes` to ship: events from `event_log_from` on, or the whole log when
+    /// the log holds fewer events than that (a new boot: the verifier replays from zero).
+    fn log_part(&self, bytes: &[u8]) -> Result<EventLogPart, CollectError> {
+        let malformed =
+            |e: crate::eventlog::EventLogError| CollectError::Malformed(format!("event log: {e}"));
+        let from = usize::try_from(self.event_log_from).unwrap_or(usize::MAX);
+        let (log, total, first) = match EventLog::tail(bytes, from) {
+            Ok((log, total)) => (log, total, self.event_log_from),
+            Err(crate::eventlog::EventLogError::TailBeyondLog { .. }) => {
+                let (log, total) = EventLog::tail(bytes, 0).map_err(malformed)?;
+                (log, total, 0)
+            }
+            Err(e) => return Err(malformed(e)),
+        };
+        Ok(EventLogPart {
+            first_event: first,
+            total_events: u32::try_from(total)
+                .map_err(|_| CollectError::Malformed("event log has too many events".into()))?,
+            log,
         })
     }
 
@@ -156,6 +203,7 @@ impl TpmAttester {
             attest: attest.marshall().map_err(tss("marshal attest"))?,
             signature: signature.marshall().map_err(tss("marshal signature"))?,
             pcrs,
+            event_log: None,
         })
     }
 
@@ -164,7 +212,17 @@ impl TpmAttester {
     pub fn quote(&mut self, qualifying_data: &[u8]) -> Result<TpmEvidence, CollectError> {
         let mut last = None;
         for _ in 0..QUOTE_ATTEMPTS {
-            let evidence = self.quote_once(qualifying_data)?;
+            // The log is read before and after the quote: a log that grew in between may hold
+            // an event the quote does not cover (or the reverse), so quote again.
+            let log_before = self.read_event_log()?;
+            let mut evidence = self.quote_once(qualifying_data)?;
+            if self.read_event_log()? != log_before {
+                last = Some(TpmError::PcrDigestMismatch);
+                continue;
+            }
+            if let Some(bytes) = &log_before {
+                evidence.event_log = Some(self.log_part(bytes)?);
+            }
             match verify(&evidence, qualifying_data) {
                 Ok(_) => return Ok(evidence),
                 Err(TpmError::PcrDigestMismatch) => last = Some(TpmError::PcrDigestMismatch),
@@ -189,5 +247,9 @@ impl Attester for TpmAttester {
 
     fn collect(&mut self, binding: &BindingValue) -> Result<EvidenceItem, CollectError> {
         self.quote(binding.tpm_qualifying_data())?.to_item()
+    }
+
+    fn event_log_from(&mut self, first_event: u32) {
+        self.event_log_from = first_event;
     }
 }

@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 /// of the TCG PC Client Platform Firmware Profile (PCRs 0-7) and the OS (8-15).
 pub const QUOTED_PCRS: std::ops::Range<u8> = 0..16;
 
+/// Where a Linux guest exposes the firmware's TCG2 event log (securityfs).
+pub const EVENT_LOG_PATH: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+
 /// The body of an [`EvidenceKind::Tpm`] evidence item (CBOR).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TpmEvidence {
@@ -48,6 +51,26 @@ pub struct TpmEvidence {
     pub signature: Vec<u8>,
     /// The SHA-256 bank values of the quoted PCRs (0-15), as read from the TPM.
     pub pcrs: Vec<PcrValue>,
+    /// The measured-boot event log, whole or only the events since those the verifier already
+    /// replayed; absent when the kernel keeps no log. Untrusted until it replays to the
+    /// quoted PCRs ([`crate::eventlog::check_delta`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogPart>,
+}
+
+/// A TCG2 event log shipped with a quote: the Spec ID header and the events from
+/// `first_event` on ([`crate::eventlog::EventLog::tail`]). The first quote of a boot carries
+/// the whole log (`first_event` 0); each re-attestation carries only the events since the
+/// last appraisal, which the verifier names in its challenge (Keylime's incremental log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLogPart {
+    /// Index, in the whole log, of the first event of `log`.
+    pub first_event: u32,
+    /// Events in the whole log when it was read (the next delta starts here).
+    pub total_events: u32,
+    /// The Spec ID header followed by events `first_event..total_events`.
+    #[serde(with = "serde_bytes")]
+    pub log: Vec<u8>,
 }
 
 /// One PCR value as shipped in evidence; unverified until [`verify`] has matched it against
@@ -163,6 +186,7 @@ mod tests {
                 index: 0,
                 digest: vec![0; 32],
             }],
+            event_log: None,
         };
         let item = ev.to_item().unwrap();
         assert_eq!(item.kind, EvidenceKind::Tpm);

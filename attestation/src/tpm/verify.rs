@@ -302,6 +302,7 @@ mod tests {
             signature: signer.sign(&attest),
             attest,
             pcrs: pcrs(),
+            event_log: None,
         }
     }
 

@@ -287,6 +287,72 @@ pub struct Node {
     pub relay: Option<Relay>,
     /// Its swtpm's command multiplexer (when `Options::tpm_mux`).
     pub tpm: Option<Arc<TpmMux>>,
+    /// Its event log (when `Options::event_log`).
+    pub event_log: Option<Arc<TestEventLog>>,
+}
+
+/// A TCG2 crypto-agile event log (SHA-256 bank only) written the way a measuring kernel
+/// writes one: each event is appended to the file first, then its digest is extended into
+/// the PCR on the real swtpm (through the multiplexer), so the kernel ships a real log that
+/// replays to its real quote.
+pub struct TestEventLog {
+    pub path: PathBuf,
+    bytes: Mutex<Vec<u8>>,
+}
+
+impl TestEventLog {
+    /// A log holding only its Spec ID Event03 header (PFP §10.4.5.1: a TCG_PCClientPCREvent
+    /// in PCR 0, EV_NO_ACTION, SHA-1 digest of zeros, one algorithm: SHA-256 of 32 bytes).
+    pub fn create(path: PathBuf) -> TestEventLog {
+        let mut spec = b"Spec ID Event03\0".to_vec();
+        spec.extend_from_slice(&0u32.to_le_bytes()); // platformClass
+        spec.extend_from_slice(&[0, 2, 0, 2]); // spec version 2.0, errata 0, uintnSize 2 (u64)
+        spec.extend_from_slice(&1u32.to_le_bytes()); // numberOfAlgorithms
+        spec.extend_from_slice(&0x000bu16.to_le_bytes()); // TPM_ALG_SHA256
+        spec.extend_from_slice(&32u16.to_le_bytes());
+        spec.push(0); // vendorInfoSize
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0u32.to_le_bytes()); // pcrIndex
+        bytes.extend_from_slice(&3u32.to_le_bytes()); // EV_NO_ACTION
+        bytes.extend_from_slice(&[0u8; 20]);
+        bytes.extend_from_slice(&u32::try_from(spec.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(&spec);
+        std::fs::write(&path, &bytes).unwrap();
+        TestEventLog {
+            path,
+            bytes: Mutex::new(bytes),
+        }
+    }
+
+    /// Appends a TCG_PCR_EVENT2 (EV_IPL, 0xd) measuring `data` into `pcr`, then extends the
+    /// PCR through `tpm` (or not, to model a log that lies).
+    pub fn measure(&self, tpm: Option<&TpmMux>, pcr: u8, data: &[u8]) {
+        let digest = attestation::sha256(data);
+        let mut b = self.bytes.lock().unwrap();
+        b.extend_from_slice(&u32::from(pcr).to_le_bytes());
+        b.extend_from_slice(&0xdu32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes()); // digest count
+        b.extend_from_slice(&0x000bu16.to_le_bytes());
+        b.extend_from_slice(&digest);
+        b.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+        b.extend_from_slice(data);
+        // Replace the file in one step, as securityfs presents a consistent log.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, &*b).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+        drop(b);
+        if let Some(t) = tpm {
+            t.pcrextend(pcr, &hex::encode(digest));
+        }
+    }
+
+    /// Events in the log.
+    pub fn events(&self) -> usize {
+        attestation::eventlog::EventLog::parse(&self.bytes.lock().unwrap())
+            .unwrap()
+            .events()
+            .len()
+    }
 }
 
 pub struct Cluster {
@@ -320,6 +386,9 @@ pub struct Options {
     pub relays: bool,
     /// A command multiplexer in front of each swtpm (for `tpm2_pcrextend` mid-run).
     pub tpm_mux: bool,
+    /// Give each kernel a TCG2 event log ([`TestEventLog`]) that its swtpm's PCRs follow
+    /// (needs `tpm_mux`).
+    pub event_log: bool,
 }
 
 impl Default for Options {
@@ -337,6 +406,7 @@ impl Default for Options {
             reattest: enclave::ReattestConfig::default(),
             relays: false,
             tpm_mux: false,
+            event_log: false,
         }
     }
 }
@@ -452,6 +522,15 @@ impl Cluster {
             if !opts.cedar_missing {
                 std::fs::write(&cedar, CEDAR).unwrap();
             }
+            let event_log = opts.event_log.then(|| {
+                let mux = mux.as_ref().expect("`event_log` needs `tpm_mux`");
+                let log = Arc::new(TestEventLog::create(kdir.join("binary_bios_measurements")));
+                // What firmware and boot loader measured before the kernel started.
+                log.measure(Some(mux), 0, b"test firmware image");
+                log.measure(Some(mux), 4, b"test boot loader");
+                log.measure(Some(mux), 8, format!("kernel {id}").as_bytes());
+                log
+            });
             let cfg = KernelConfig {
                 kernel_id: id.clone(),
                 fleet_id: "test-fleet".into(),
@@ -466,6 +545,7 @@ impl Cluster {
                     .as_ref()
                     .map(|m| m.tcti())
                     .or_else(|| tpm.as_ref().map(|t| t.tcti())),
+                event_log: event_log.as_ref().map(|l| l.path.clone()),
                 retry: Retry {
                     initial_ms: 50,
                     max_ms: 400,
@@ -497,6 +577,7 @@ impl Cluster {
                 state_dir: kdir,
                 relay,
                 tpm: mux,
+                event_log,
             });
         }
         Cluster {

@@ -137,6 +137,8 @@ impl MonitorConfig {
 
 struct Outstanding {
     nonce: [u8; 32],
+    /// First event-log event the answer's quote must carry (what this boot's replay covers).
+    event_log_from: u32,
     expires_at_ms: u64,
     deadline: Instant,
 }

@@ -197,8 +197,20 @@ impl Monitor {
                         .map_err(|e| tracing::error!(error = %e, "challenge nonce not stored"))
                         .is_ok();
                 if issued {
+                    // The log part the answer must carry starts where this boot's replay ends.
+                    let event_log_from = t
+                        .rec
+                        .ak_digest_bytes()
+                        .and_then(|d| {
+                            self.store()
+                                .event_log_state(&p.kernel_id, &d)
+                                .ok()
+                                .flatten()
+                        })
+                        .map_or(0, |s| s.events);
                     t.outstanding = Some(super::Outstanding {
                         nonce,
+                        event_log_from,
                         expires_at_ms: expires,
                         deadline: now + Duration::from_millis(self.cfg.challenge_timeout_ms),
                     });
@@ -215,6 +227,7 @@ impl Monitor {
                 challenge: t.outstanding.as_ref().map(|o| Challenge {
                     nonce: o.nonce.to_vec(),
                     expires_at_ms: o.expires_at_ms,
+                    event_log_from: o.event_log_from,
                 }),
                 hold_ms: self.cfg.hold_ms,
             }
