@@ -169,7 +169,12 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                 wire::hybrid::VERIFIER_PORT
             ))
             .arg("--metrics-file")
-            .arg(dir.join("proxy-metrics.json"));
+            .arg(dir.join("proxy-metrics.json"))
+            // The attested TLS route: records only, to the enclave's TLS server.
+            .arg("--listen-tls")
+            .arg(format!("unix:{}", dir.join("tls.sock").display()))
+            .arg("--enclave-tls")
+            .arg(format!("hybrid:{}:{TLS_PORT}", vsock.display()));
         let mut enclave = Command::new(bin.join("enclave"));
         enclave
             .arg("--kernel-id")
@@ -352,6 +357,8 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         matches!(r, Response::Error(ref e) if e.code == wire::msg::ErrorCode::MethodNotAllowed)
     };
 
+    let attested_tls = attested_tls_calls(bin, &state_root, &vkey_path, json_mode)?;
+
     let digest = attestation_view::sha256(b"GAR session block demo-session-1");
     let (signature, signers, sig_group) = match call(
         k1,
@@ -417,6 +424,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                 .count()
         ),
     );
+    let revocation = revoke_one(bin, &db, &sockets, &digest, json_mode)?;
     let vendor = vendor_evidence(bin, json_mode)?;
     let metrics: Value = std::fs::read(state_root.join("k1").join("proxy-metrics.json"))
         .ok()
@@ -431,6 +439,8 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         "signature": {"digest": hex::encode(digest), "signature": signature, "signers": signers,
                       "group_public_key": sig_group, "verified_offline": sig_ok},
         "offline_verification": offline,
+        "attested_tls": attested_tls,
+        "revocation": revocation,
         "vendor_evidence": vendor,
         "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
@@ -537,6 +547,150 @@ fn vendor_evidence(bin: &Path, json_mode: bool) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Human summary of the JSON.
+/// The enclave's attested TLS port (`enclave::tls::TLS_PORT`; xtask stays light).
+const TLS_PORT: u32 = 5443;
+
+/// Relying parties calling k1 over attested TLS through its host proxy, with
+/// `attested-call`: one whose policy k1 satisfies, and two whose policy it does not (an
+/// L3-only government client, and a client that expects another kernel behind this socket).
+fn attested_tls_calls(
+    bin: &Path,
+    state_root: &Path,
+    vkey_path: &Path,
+    json_mode: bool,
+) -> anyhow::Result<Vec<Value>> {
+    let socket = format!("unix:{}", state_root.join("k1").join("tls.sock").display());
+    let evaluate = serde_json::to_string(&Request::Evaluate(ask(
+        "Agent::\"planner-7\"",
+        "Action::\"read\"",
+        "Dataset::\"census-2025\"",
+        json!({"purpose": "disaster-relief"}),
+    )))?;
+    let cases: [(&str, &[&str], bool); 3] = [
+        (
+            "development client (accepts k1 at KEE1-L1)",
+            &["--kernel-id", "k1", "--level", "KEE1-L1"],
+            true,
+        ),
+        (
+            "government client (KEE1-L3 only)",
+            &["--kernel-id", "k1", "--level", "KEE1-L3"],
+            false,
+        ),
+        (
+            "client expecting k2 behind k1's socket",
+            &["--kernel-id", "k2", "--level", "KEE1-L1"],
+            false,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (client, flags, accept) in cases {
+        let o = Command::new(bin.join("attested-call"))
+            .args(["--json", "--connect", &socket, "--request", &evaluate])
+            .arg("--verifier-public-key")
+            .arg(vkey_path)
+            .args(flags)
+            .output()?;
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        let accepted = o.status.success();
+        let detail = if accepted {
+            format!(
+                "attested {} at {} ({}), decision {}",
+                v["peer"]["kernel_id"].as_str().unwrap_or_default(),
+                v["peer"]["level"].as_str().unwrap_or_default(),
+                v["peer"]["status"].as_str().unwrap_or_default(),
+                v["response"]["body"]["decision"]
+                    .as_str()
+                    .unwrap_or("(none)")
+            )
+        } else {
+            v["refused"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        };
+        log(
+            json_mode,
+            &format!(
+                "attested tls: {client}: {} — {detail}",
+                if accepted { "accepted" } else { "refused" }
+            ),
+        );
+        out.push(
+            json!({"client": client, "accepted": accepted, "expected_accepted": accept,
+                        "as_expected": accepted == accept, "detail": detail}),
+        );
+    }
+    Ok(out)
+}
+
+/// An operator revokes k3 (`verifier revoke`): the running verifier pushes the revocation on
+/// its feed, k3 freezes signing, and k1 still signs with k2.
+fn revoke_one(
+    bin: &Path,
+    db: &Path,
+    sockets: &[(String, PathBuf)],
+    digest: &[u8; 32],
+    json_mode: bool,
+) -> anyhow::Result<Value> {
+    let sock = |k: &str| {
+        sockets
+            .iter()
+            .find(|(id, _)| id == k)
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| anyhow::anyhow!("no kernel {k}"))
+    };
+    let (k1, k3) = (sock("k1")?, sock("k3")?);
+    let started = Instant::now();
+    let o = Command::new(bin.join("verifier"))
+        .args([
+            "revoke",
+            "k3",
+            "--json",
+            "--reason",
+            "demo: operator revocation",
+        ])
+        .arg("--db")
+        .arg(db)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "verifier revoke failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sign = |s: &Path| {
+        call(
+            s,
+            &Request::SignDigest(SignDigestParams {
+                digest: digest.to_vec(),
+            }),
+        )
+    };
+    let frozen = wait_for("k3 to freeze signing", Duration::from_secs(20), || {
+        matches!(call(&k3, &Request::Health), Ok(Response::Health(h))
+            if h.reason.as_deref().unwrap_or_default().contains("signing frozen"))
+    })
+    .is_ok();
+    let frozen_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let k3_refused = !matches!(sign(&k3), Ok(Response::Signature(_)));
+    let k1_signers = match sign(&k1) {
+        Ok(Response::Signature(s)) => s.signers,
+        _ => Vec::new(),
+    };
+    let ok =
+        frozen && k3_refused && !k1_signers.is_empty() && !k1_signers.iter().any(|s| s == "k3");
+    log(
+        json_mode,
+        &format!(
+            "revocation: k3 revoked by the operator, signing frozen after {frozen_ms} ms: {frozen}; k3 refuses to sign: {k3_refused}; k1 signs with {k1_signers:?}"
+        ),
+    );
+    Ok(
+        json!({"kernel_id": "k3", "frozen": frozen, "frozen_after_ms": frozen_ms,
+              "k3_refuses_to_sign": k3_refused, "k1_signers_after": k1_signers, "as_expected": ok}),
+    )
+}
+
 pub fn print_human(s: &Value) {
     println!(
         "== enclave appliance demo ({})",
@@ -580,6 +734,26 @@ pub fn print_human(s: &Value) {
     println!(
         "Threshold signature by {}: verifies as Ed25519 under the group key offline: {}",
         s["signature"]["signers"], s["signature"]["verified_offline"]
+    );
+    println!("Attested TLS through k1's host proxy (`attested-call`):");
+    for c in s["attested_tls"].as_array().into_iter().flatten() {
+        println!(
+            "  {:8} {}: {}",
+            if c["accepted"] == json!(true) {
+                "accepted"
+            } else {
+                "refused"
+            },
+            c["client"].as_str().unwrap_or_default(),
+            c["detail"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "Operator revoked k3: signing frozen {} (after {} ms), k3 refuses to sign {}, k1 then signs with {}",
+        s["revocation"]["frozen"],
+        s["revocation"]["frozen_after_ms"],
+        s["revocation"]["k3_refuses_to_sign"],
+        s["revocation"]["k1_signers_after"]
     );
     println!("Vendor evidence from real hardware, verified offline with `verify`:");
     for o in s["vendor_evidence"].as_array().into_iter().flatten() {

@@ -110,7 +110,13 @@ fn main() -> anyhow::Result<()> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .all(|o| o["as_expected"] == serde_json::json!(true));
+                    .all(|o| o["as_expected"] == serde_json::json!(true))
+                && summary["attested_tls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|o| o["as_expected"] == serde_json::json!(true))
+                && summary["revocation"]["as_expected"] == serde_json::json!(true);
             if !all_ok {
                 bail!("demo finished but not every check passed (see above)");
             }
