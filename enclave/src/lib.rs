@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod boot;
+pub mod catalog;
 pub mod cedar;
 pub mod config;
 pub mod frost;
