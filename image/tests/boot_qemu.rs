@@ -147,49 +147,6 @@ fn ovmf_measured_boot_matches_measure() {
     eprintln!("boot to probe output: {:?} (TCG)", b.marker_after);
 }
 
-/// The SHA-256 PCR 4 and PCR 9 `measure` predicts for a boot of the image at `img` with
-/// `append` (QEMU direct boot, OVMF appends `initrd=initrd`).
-fn expected_pcrs(img: &Path, append: &str) -> BTreeMap<u8, Vec<u8>> {
-    let kernel = std::fs::read(img.join("vmlinuz")).unwrap();
-    let initrd = std::fs::read(img.join("initrd.img")).unwrap();
-    let boot = DirectBoot {
-        kernel: &kernel,
-        initrd: Some(&initrd),
-        cmdline: append,
-        qemu_patch: Some(linux::QemuLoad {
-            memory_bytes: common::MEMORY_MIB << 20,
-            initrd_bytes: u32::try_from(initrd.len()).unwrap(),
-            acpi_data_size: linux::ACPI_DATA_SIZE,
-        }),
-        initrd_arg: InitrdArg::Suffix,
-    };
-    tpm::expected_sha256_pcrs(&boot)
-        .unwrap()
-        .into_iter()
-        .map(|(i, v)| (i, v.to_vec()))
-        .collect()
-}
-
-/// The verifier's policy for an appliance boot: the software platform (KEE1-L1) with the
-/// vTPM required, PCR 4 (kernel) and PCR 9 (command line, initrd) as `measure` predicts them.
-fn appliance_policy(img: &Path, append: &str) -> String {
-    let pcrs: BTreeMap<String, String> = expected_pcrs(img, append)
-        .into_iter()
-        .map(|(i, v)| (i.to_string(), hex::encode(v)))
-        .collect();
-    serde_json::json!({
-        "policy_id": "image-boot",
-        "allowed_levels": ["KEE1-L1"],
-        "require_tpm": true,
-        "expected_pcrs": pcrs,
-        // TCG: evidence collection in the guest takes seconds, not milliseconds.
-        "max_evidence_age_ms": 300_000,
-        "result_ttl_ms": 600_000,
-        "nonce_ttl_ms": 300_000
-    })
-    .to_string()
-}
-
 /// `enclave::pid1::EVENTLOG_BEGIN` / `EVENTLOG_END`: the markers around the base64 event
 /// log the enclave prints as PID 1.
 const EVENTLOG_BEGIN: &str = "enclave: EVENTLOG-BEGIN";
@@ -232,7 +189,7 @@ fn enclave_as_pid1_is_appraised_and_answers_health_over_vsock() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("image");
     build(&img);
-    let policy = |append: &str| appliance_policy(&img, append);
+    let policy = |append: &str| common::appliance_policy(&img, append);
     let a = common::boot_appliance(dir.path(), &img, &bin, &policy, Duration::from_secs(480))
         .unwrap_or_else(|e| panic!("{e}"));
     let context = format!(
@@ -301,7 +258,7 @@ fn enclave_as_pid1_is_appraised_and_answers_health_over_vsock() {
     }
     // Firmware PCRs are not empty (OVMF measured them), and PCR 4/9 are `measure`'s.
     assert_ne!(quote.pcrs()[&0], [0u8; 32]);
-    for (i, want) in expected_pcrs(&img, &a.append) {
+    for (i, want) in common::expected_pcrs(&img, &a.append) {
         assert_eq!(hex::encode(quote.pcrs()[&i]), hex::encode(want), "PCR {i}");
     }
     eprintln!(

@@ -750,3 +750,47 @@ pub fn boot_appliance(
         append,
     })
 }
+
+/// The SHA-256 PCR 4 and PCR 9 `measure` predicts for a boot of the image at `img` with
+/// `append` (QEMU direct boot, OVMF appends `initrd=initrd`).
+pub fn expected_pcrs(img: &Path, append: &str) -> std::collections::BTreeMap<u8, Vec<u8>> {
+    let kernel = std::fs::read(img.join("vmlinuz")).unwrap_or_else(|e| panic!("{e}"));
+    let initrd = std::fs::read(img.join("initrd.img")).unwrap_or_else(|e| panic!("{e}"));
+    use measurements::tdx::{linux, DirectBoot, InitrdArg};
+    let boot = DirectBoot {
+        kernel: &kernel,
+        initrd: Some(&initrd),
+        cmdline: append,
+        qemu_patch: Some(linux::QemuLoad {
+            memory_bytes: MEMORY_MIB << 20,
+            initrd_bytes: u32::try_from(initrd.len()).unwrap_or_else(|e| panic!("{e}")),
+            acpi_data_size: linux::ACPI_DATA_SIZE,
+        }),
+        initrd_arg: InitrdArg::Suffix,
+    };
+    measurements::tpm::expected_sha256_pcrs(&boot)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|(i, v)| (i, v.to_vec()))
+        .collect()
+}
+
+/// The verifier's policy for an appliance boot: the software platform (KEE1-L1) with the
+/// vTPM required, PCR 4 (kernel) and PCR 9 (command line, initrd) as `measure` predicts them.
+pub fn appliance_policy(img: &Path, append: &str) -> String {
+    let pcrs: std::collections::BTreeMap<String, String> = expected_pcrs(img, append)
+        .into_iter()
+        .map(|(i, v)| (i.to_string(), hex::encode(v)))
+        .collect();
+    serde_json::json!({
+        "policy_id": "image-boot",
+        "allowed_levels": ["KEE1-L1"],
+        "require_tpm": true,
+        "expected_pcrs": pcrs,
+        // TCG: evidence collection in the guest takes seconds, not milliseconds.
+        "max_evidence_age_ms": 300_000,
+        "result_ttl_ms": 600_000,
+        "nonce_ttl_ms": 300_000
+    })
+    .to_string()
+}
