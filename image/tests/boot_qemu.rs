@@ -5,8 +5,12 @@
 //!   and PCR 9 must equal what `measurements::tpm` computes from the files; and each SHA-384
 //!   event of PCR 4/PCR 9 must equal the RTMR1/RTMR2 event `measurements::tdx` computes (the
 //!   same OVMF code measures the same bytes into RTMRs under TDX).
-//! * `image_boots_with_the_enclave_as_pid1`: the built image itself; the kernel must start
-//!   the enclave as `/init` with the libraries the image carries.
+//! * `enclave_as_pid1_is_appraised_and_answers_health_over_vsock`: the built image as an
+//!   appliance (verifier, swtpm, vhost-device-vsock, host proxy, QEMU): the enclave sets
+//!   itself up as PID 1, is appraised (PCR 4/9 reference values), unseals and answers
+//!   `health` over virtio-vsock; its quoted PCRs 0-9 are OVMF's event log replayed.
+//! * `enclave_as_pid1_stays_sealed_when_the_command_line_is_not_the_reference`: the same
+//!   boot against a policy for another command line is refused on PCR 9.
 
 #![allow(
     clippy::unwrap_used,
@@ -265,4 +269,41 @@ fn enclave_as_pid1_is_appraised_and_answers_health_over_vsock() {
         "QEMU start to serving: {:?} (TCG); enclave boot-to-serving {:?} ms",
         a.ready_after, h.boot_to_serving_ms
     );
+}
+
+#[test]
+fn enclave_as_pid1_stays_sealed_when_the_command_line_is_not_the_reference() {
+    common::prerequisites().unwrap_or_else(|e| panic!("{e}"));
+    common::vhost_device_vsock().unwrap_or_else(|e| panic!("{e}"));
+    let bin = bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image");
+    build(&img);
+    // The reference PCR 9 is for another command line (another kernel id): the quote the
+    // enclave presents cannot match it.
+    let policy = |append: &str| {
+        common::appliance_policy(
+            &img,
+            &append.replace("enclave.kernel_id=k1", "enclave.kernel_id=k9"),
+        )
+    };
+    let a = common::boot_appliance(dir.path(), &img, &bin, &policy, Duration::from_secs(480))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let context = format!(
+        "--- console ---\n{}\n--- host ---\n{}",
+        a.console, a.host_logs
+    );
+    let h = a
+        .health
+        .as_ref()
+        .unwrap_or_else(|| panic!("no health answer through the proxy\n{context}"));
+    assert_eq!(
+        h.state,
+        wire::msg::KernelState::Sealed,
+        "health: {h:?}\n{context}"
+    );
+    let reason = h.reason.clone().unwrap_or_default();
+    assert!(reason.contains("pcr 9"), "reason: {reason}\n{context}");
+    assert!(a.manifest.is_none());
+    eprintln!("refused as expected: {reason}");
 }
