@@ -17,6 +17,7 @@ pub mod cedar;
 pub mod config;
 pub mod frost;
 pub mod kernel;
+pub mod pid1;
 pub mod reattest;
 pub mod tls;
 pub mod transport;

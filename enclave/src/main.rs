@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use enclave::pid1;
 use enclave::transport::Vsock;
 use enclave::{Kernel, KernelConfig, Platform, Retry};
 use std::path::PathBuf;
@@ -69,7 +70,40 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    if std::process::id() == 1 {
+        pid1_main()
+    }
+    run(Cli::parse())
+}
+
+/// PID 1 of the guest image: set the machine up, take the arguments from the kernel command
+/// line, run, and never return (see `enclave::pid1`).
+fn pid1_main() -> ! {
+    let (setup, args) = match pid1::setup() {
+        Ok(s) => s,
+        Err(e) => pid1::halt(&enclave::boot::error_chain(&e)),
+    };
+    tracing::info!(
+        loaded = setup.loaded.len(),
+        eventlog_bytes = setup.eventlog_bytes,
+        sealed_share_bytes = setup.sealed_share_bytes,
+        "pid 1: filesystems mounted, modules loaded"
+    );
+    for f in &setup.failed {
+        tracing::warn!("pid 1: {}", enclave::boot::error_chain(f));
+    }
+    tracing::info!("pid 1: arguments {:?}", args.get(1..).unwrap_or_default());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => pid1::halt(&format!("enclave.* kernel parameters: {e}")),
+    };
+    match run(cli) {
+        Ok(()) => pid1::halt("the enclave stopped"),
+        Err(e) => pid1::halt(&format!("{e:#}")),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let key_text = if std::path::Path::new(&cli.verifier_public_key).is_file() {
         std::fs::read_to_string(&cli.verifier_public_key)?
     } else {

@@ -16,7 +16,8 @@ pub const KERNEL_RELEASE: &str = "6.1.0-56-amd64";
 pub const CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init";
 
 /// Kernel modules the enclave needs, by name (dependencies are added from `modules.dep`):
-/// vsock and its virtio transport, the virtio console (the development channel), and the
+/// vsock and its virtio transport, the virtio console (the development channel), QEMU's fw_cfg
+/// (`/sys/firmware/qemu_fw_cfg`: where the host hands the enclave its sealed share), and the
 /// SEV-SNP guest driver (`/dev/sev-guest`), all behind the virtio PCI transport. The TPM CRB and
 /// TIS drivers are built into Debian's kernel; its 6.1 series has no TDX guest driver (that needs 6.2+, Debian
 /// trixie), so a TDX image needs a newer pinned kernel.
@@ -27,6 +28,7 @@ pub const MODULES: &[&str] = &[
     "vmw_vsock_virtio_transport",
     "virtio_console",
     "sev-guest",
+    "qemu_fw_cfg",
 ];
 
 /// Libraries loaded with `dlopen` (invisible to `ldd`): the TSS2 TCTI the enclave opens for

@@ -5,8 +5,12 @@
 //!   and PCR 9 must equal what `measurements::tpm` computes from the files; and each SHA-384
 //!   event of PCR 4/PCR 9 must equal the RTMR1/RTMR2 event `measurements::tdx` computes (the
 //!   same OVMF code measures the same bytes into RTMRs under TDX).
-//! * `image_boots_with_the_enclave_as_pid1`: the built image itself; the kernel must start
-//!   the enclave as `/init` with the libraries the image carries.
+//! * `enclave_as_pid1_is_appraised_and_answers_health_over_vsock`: the built image as an
+//!   appliance (verifier, swtpm, vhost-device-vsock, host proxy, QEMU): the enclave sets
+//!   itself up as PID 1, is appraised (PCR 4/9 reference values), unseals and answers
+//!   `health` over virtio-vsock; its quoted PCRs 0-9 are OVMF's event log replayed.
+//! * `enclave_as_pid1_stays_sealed_when_the_command_line_is_not_the_reference`: the same
+//!   boot against a policy for another command line is refused on PCR 9.
 
 #![allow(
     clippy::unwrap_used,
@@ -147,48 +151,159 @@ fn ovmf_measured_boot_matches_measure() {
     eprintln!("boot to probe output: {:?} (TCG)", b.marker_after);
 }
 
+/// `enclave::pid1::EVENTLOG_BEGIN` / `EVENTLOG_END`: the markers around the base64 event
+/// log the enclave prints as PID 1.
+const EVENTLOG_BEGIN: &str = "enclave: EVENTLOG-BEGIN";
+const EVENTLOG_END: &str = "enclave: EVENTLOG-END";
+
+/// The event log the enclave printed between its markers (kernel log lines dropped).
+fn console_eventlog(console: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let b64: String = console
+        .split(&format!("{}\n", EVENTLOG_BEGIN))
+        .nth(1)?
+        .split(EVENTLOG_END)
+        .next()?
+        .lines()
+        .filter(|l| !l.starts_with('['))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+fn bin_dir() -> std::path::PathBuf {
+    common::enclave_binary()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 #[test]
-fn image_boots_with_the_enclave_as_pid1() {
+fn enclave_as_pid1_is_appraised_and_answers_health_over_vsock() {
     common::prerequisites().unwrap_or_else(|e| panic!("{e}"));
+    common::vhost_device_vsock().unwrap_or_else(|e| panic!("{e}"));
+    let bin = bin_dir();
+    for b in ["verifier", "host"] {
+        assert!(
+            bin.join(b).is_file(),
+            "{} is missing: cargo build -p {b} (`cargo xtask test` builds every binary)",
+            bin.join(b).display()
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("image");
-    let m = build(&img);
-    let tpm = common::Swtpm::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    // The enclave's own arguments follow `--` (the kernel hands them to init).
-    let append = format!(
-        "{} -- --kernel-id k1 --state-dir /state --verifier-public-key 00 --max-attempts 1",
-        m.cmdline
+    build(&img);
+    let policy = |append: &str| common::appliance_policy(&img, append);
+    let a = common::boot_appliance(dir.path(), &img, &bin, &policy, Duration::from_secs(480))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let context = format!(
+        "--- console ---\n{}\n--- host ---\n{}",
+        a.console, a.host_logs
     );
-    let b = common::boot(
-        dir.path(),
-        &tpm,
-        &img.join("vmlinuz"),
-        &img.join("initrd.img"),
-        &append,
-        "Run /init as init process",
-        Duration::from_secs(540),
-    )
-    .unwrap();
+
+    // PID 1 set itself up, and the enclave was appraised and unsealed: `health` through
+    // the host proxy, over virtio-vsock, says it serves.
     assert!(
-        b.marker_after.is_some(),
-        "the kernel never started /init\n--- console ---\n{}",
-        b.console
+        a.console
+            .contains("pid 1: filesystems mounted, modules loaded"),
+        "{context}"
     );
-    // The enclave ran (its libraries resolved): it answers in its own words. Today that is
-    // its argument parser refusing the `initrd=initrd` OVMF appends after `--` (see
-    // docs/measurements.md, "Booting the image for real").
-    let after_init = b
-        .console
-        .split("Run /init as init process")
-        .nth(1)
-        .unwrap_or("");
-    assert!(
-        after_init.contains("--kernel-id") && after_init.contains("--verifier-public-key"),
-        "no output from the enclave\n--- console ---\n{}",
-        b.console
+    let h = a
+        .health
+        .as_ref()
+        .unwrap_or_else(|| panic!("no health answer through the proxy\n{context}"));
+    assert_eq!(
+        h.state,
+        wire::msg::KernelState::Serving,
+        "health: {h:?}\n{context}"
     );
+    assert_eq!(h.kernel_id, common::KERNEL_ID);
+    assert_eq!(h.level, "KEE1-L1");
+    let m = a
+        .manifest
+        .as_ref()
+        .unwrap_or_else(|| panic!("no manifest\n{context}"));
+    let man: attestation::manifest::GecManifest = wire::decode(&m.manifest).unwrap();
+    assert_eq!(man.attestation_status, "affirming", "{context}");
+
+    // The quote in the appraised bundle: its PCRs are OVMF's measured boot.
+    let bundle = attestation::bundle::UnverifiedBundle::parse(&m.bundle)
+        .unwrap()
+        .verify_signature()
+        .unwrap();
+    let item = bundle
+        .items()
+        .iter()
+        .find(|i| i.kind == attestation::evidence::EvidenceKind::Tpm)
+        .unwrap_or_else(|| panic!("no TPM evidence in the bundle"));
+    let ev = attestation::tpm::TpmEvidence::from_item_data(&item.data).unwrap();
+    let extra = attestation::tpm::UnverifiedQuote::parse(&ev.attest)
+        .unwrap()
+        .extra_data()
+        .to_vec();
+    let quote = attestation::tpm::verify(&ev, &extra).unwrap();
+    let log = console_eventlog(&a.console)
+        .unwrap_or_else(|| panic!("no event log on the console\n{context}"));
+    let log = EventLog::parse(&log).unwrap();
+    let replayed = replay(&log, DigestAlgorithm::Sha256).unwrap();
+    assert_eq!(quote.pcrs().len(), 16);
+    // PCRs 0-9 are the firmware's (TCG PC Client profile: OVMF's log covers them all);
+    // PCR 10 is the kernel's IMA (`boot_aggregate`), logged by the kernel, not the firmware.
+    for (i, value) in quote.pcrs().range(0..=9) {
+        let want = replayed
+            .get(&u32::from(*i))
+            .cloned()
+            .unwrap_or_else(|| vec![0u8; 32]);
+        assert_eq!(
+            hex::encode(value),
+            hex::encode(want),
+            "quoted PCR {i} vs OVMF's event log"
+        );
+    }
+    // Firmware PCRs are not empty (OVMF measured them), and PCR 4/9 are `measure`'s.
+    assert_ne!(quote.pcrs()[&0], [0u8; 32]);
+    for (i, want) in common::expected_pcrs(&img, &a.append) {
+        assert_eq!(hex::encode(quote.pcrs()[&i]), hex::encode(want), "PCR {i}");
+    }
     eprintln!(
-        "boot to /init: {:?}, whole boot {:?} (TCG)",
-        b.marker_after, b.total
+        "QEMU start to serving: {:?} (TCG); enclave boot-to-serving {:?} ms",
+        a.ready_after, h.boot_to_serving_ms
     );
+}
+
+#[test]
+fn enclave_as_pid1_stays_sealed_when_the_command_line_is_not_the_reference() {
+    common::prerequisites().unwrap_or_else(|e| panic!("{e}"));
+    common::vhost_device_vsock().unwrap_or_else(|e| panic!("{e}"));
+    let bin = bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image");
+    build(&img);
+    // The reference PCR 9 is for another command line (another kernel id): the quote the
+    // enclave presents cannot match it.
+    let policy = |append: &str| {
+        common::appliance_policy(
+            &img,
+            &append.replace("enclave.kernel_id=k1", "enclave.kernel_id=k9"),
+        )
+    };
+    let a = common::boot_appliance(dir.path(), &img, &bin, &policy, Duration::from_secs(480))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let context = format!(
+        "--- console ---\n{}\n--- host ---\n{}",
+        a.console, a.host_logs
+    );
+    let h = a
+        .health
+        .as_ref()
+        .unwrap_or_else(|| panic!("no health answer through the proxy\n{context}"));
+    assert_eq!(
+        h.state,
+        wire::msg::KernelState::Sealed,
+        "health: {h:?}\n{context}"
+    );
+    let reason = h.reason.clone().unwrap_or_default();
+    assert!(reason.contains("pcr 9"), "reason: {reason}\n{context}");
+    assert!(a.manifest.is_none());
+    eprintln!("refused as expected: {reason}");
 }

@@ -124,14 +124,20 @@ fn main() -> anyhow::Result<()> {
         }
         Some("test") => {
             setup::ensure_packages()?;
+            setup::ensure_tools(&target_dir())?;
             cargo(&["build", "--workspace", "--bins"])?;
             cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"])
         }
         Some("bench") => {
             setup::ensure_packages()?;
             setup::ensure_peer_tools(&target_dir());
+            setup::ensure_tools(&target_dir())?;
             // The whole-process peer comparison runs the release `verify` binary.
             cargo(&["build", "--release", "-p", "verifier", "--bin", "verify"])?;
+            // The image bench boots the debug enclave behind the debug verifier and host proxy.
+            cargo(&[
+                "build", "-p", "enclave", "-p", "verifier", "-p", "host", "--bins",
+            ])?;
             let mut figures = Vec::new();
             for (pkg, bench) in BENCHES {
                 if !root().join(pkg_dir(pkg)).is_dir() {

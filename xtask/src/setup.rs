@@ -140,3 +140,27 @@ pub fn ensure_peer_tools(target: &std::path::Path) {
         eprintln!("xtask: snpguest could not be installed; snpguest_speedup will be missing");
     }
 }
+
+/// Tools from crates.io the image boot test and bench need, installed into `target/tools`:
+/// `vhost-device-vsock` (rust-vmm), the vhost-user backend that bridges the guest's
+/// virtio-vsock to a hybrid-vsock Unix socket without the host's vsock kernel modules.
+pub fn ensure_tools(target: &std::path::Path) -> anyhow::Result<()> {
+    let root = target.join("tools");
+    if root.join("bin/vhost-device-vsock").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing vhost-device-vsock (cargo install) for the image boot test");
+    let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "vhost-device-vsock", "--locked", "--root"])
+        .arg(&root)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!(
+            "`cargo install vhost-device-vsock --locked --root {}` failed",
+            root.display()
+        );
+    }
+    Ok(())
+}

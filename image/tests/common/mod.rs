@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// OVMF build the boot uses (Debian `ovmf`): the 4 MiB code volume and its variable store.
@@ -145,6 +146,144 @@ pub struct Boot {
     pub exit_ok: bool,
 }
 
+/// A QEMU (TCG, q35, OVMF, `tpm` as `tpm-crb`) running in the background; its console is
+/// collected line by line. Stopped (SIGTERM to its `timeout` wrapper, which passes it on) on
+/// drop.
+pub struct Qemu {
+    child: std::process::Child,
+    console: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// When QEMU was started.
+    pub start: Instant,
+}
+
+impl Qemu {
+    /// Starts `kernel` + `initrd` with `append`; `extra` are further QEMU arguments. QEMU is
+    /// killed by `timeout` after `timeout` at the latest.
+    pub fn spawn(
+        work: &Path,
+        tpm: &Swtpm,
+        kernel: &Path,
+        initrd: &Path,
+        append: &str,
+        extra: &[String],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let vars = work.join("vars.fd");
+        std::fs::copy(OVMF_VARS, &vars).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let mut child = Command::new("timeout")
+            .arg(timeout.as_secs().to_string())
+            .arg("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "q35",
+                "-m",
+                &MEMORY_MIB.to_string(),
+                "-nographic",
+                "-no-reboot",
+            ])
+            .args([
+                "-drive",
+                &format!("if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"),
+            ])
+            .args([
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ])
+            .args([
+                "-chardev",
+                &format!("socket,id=chrtpm,path={}", tpm.socket().display()),
+            ])
+            .args([
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-crb,tpmdev=tpm0",
+            ])
+            .args(extra)
+            .arg("-kernel")
+            .arg(kernel)
+            .arg("-initrd")
+            .arg(initrd)
+            .args(["-append", append])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let console = Arc::new(Mutex::new(String::new()));
+        let c = console.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).replace('\r', "");
+                if let Ok(mut c) = c.lock() {
+                    c.push_str(&line);
+                    c.push('\n');
+                }
+            }
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut err);
+            if let Ok(mut c) = c.lock() {
+                c.push_str(&err);
+            }
+        });
+        Ok(Self {
+            child,
+            console,
+            reader: Some(reader),
+            start,
+        })
+    }
+
+    /// The console so far.
+    pub fn console(&self) -> String {
+        self.console.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Whether QEMU is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for QEMU to exit; returns the whole console and whether it exited cleanly.
+    pub fn wait(mut self) -> Result<(String, bool), String> {
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        Ok((self.console(), status.success()))
+    }
+
+    /// Stops QEMU and returns the whole console.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.console()
+    }
+
+    fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let _ = self.child.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
 /// Boots `kernel` + `initrd` with `append` under TCG with OVMF and `tpm` attached, until
 /// QEMU exits (the guest powers off or panics; `-no-reboot`) or `timeout` passes.
 pub fn boot(
@@ -156,70 +295,36 @@ pub fn boot(
     marker: &str,
     timeout: Duration,
 ) -> Result<Boot, String> {
-    let vars = work.join("vars.fd");
-    std::fs::copy(OVMF_VARS, &vars).map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let mut child = Command::new("timeout")
-        .arg(timeout.as_secs().to_string())
-        .arg("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "q35",
-            "-m",
-            &MEMORY_MIB.to_string(),
-            "-nographic",
-            "-no-reboot",
-        ])
-        .args([
-            "-drive",
-            &format!("if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"),
-        ])
-        .args([
-            "-drive",
-            &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-        ])
-        .args([
-            "-chardev",
-            &format!("socket,id=chrtpm,path={}", tpm.socket().display()),
-        ])
-        .args([
-            "-tpmdev",
-            "emulator,id=tpm0,chardev=chrtpm",
-            "-device",
-            "tpm-crb,tpmdev=tpm0",
-        ])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut console = String::new();
-    let mut marker_after = None;
-    for line in BufReader::new(stdout).split(b'\n') {
-        let line = String::from_utf8_lossy(&line.map_err(|e| e.to_string())?).replace('\r', "");
-        if marker_after.is_none() && line.contains(marker) {
-            marker_after = Some(start.elapsed());
+    let q = Qemu::spawn(work, tpm, kernel, initrd, append, &[], timeout)?;
+    let start = q.start;
+    let console = q.console.clone();
+    // Note when the marker first appears while QEMU runs.
+    let marker_owned = marker.to_string();
+    let watcher = std::thread::spawn(move || loop {
+        let seen = console
+            .lock()
+            .map(|c| c.contains(&marker_owned))
+            .unwrap_or(false);
+        if seen {
+            return Some(start.elapsed());
         }
-        console.push_str(&line);
-        console.push('\n');
-    }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    console.push_str(&err);
+        if start.elapsed() > timeout + Duration::from_secs(5) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    let (console, exit_ok) = q.wait()?;
+    let total = start.elapsed();
+    let marker_after = if console.contains(marker) {
+        watcher.join().ok().flatten().or(Some(total))
+    } else {
+        None
+    };
     Ok(Boot {
         console,
         marker_after,
-        total: start.elapsed(),
-        exit_ok: status.success(),
+        total,
+        exit_ok,
     })
 }
 
@@ -310,4 +415,382 @@ fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+/// Where `vhost-device-vsock` (crates.io) is: `target/tools/bin` (`cargo xtask setup` and
+/// [`vhost_device_vsock`] install it there) or `PATH`.
+pub fn vhost_device_vsock() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/deps/<test> -> target/tools/bin
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .ok_or("cannot locate the target directory")?;
+    let local = target.join("tools/bin/vhost-device-vsock");
+    if local.is_file() {
+        return Ok(local);
+    }
+    if require("vhost-device-vsock", "").is_ok() {
+        return Ok(PathBuf::from("vhost-device-vsock"));
+    }
+    Err(format!(
+        "vhost-device-vsock is missing: cargo install vhost-device-vsock --locked --root {} \
+         (`cargo xtask setup` does)",
+        target.join("tools").display()
+    ))
+}
+
+/// Child processes of one appliance run, killed (they are our own children) on drop.
+#[derive(Default)]
+pub struct Children(Vec<(String, std::process::Child)>);
+
+impl Children {
+    /// Starts `cmd` with stdout and stderr to `log`.
+    pub fn start(&mut self, name: &str, cmd: &mut Command, log: &Path) -> Result<(), String> {
+        let f = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let f2 = f.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f)
+            .stderr(f2)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        self.0.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Fails naming the first child that has exited.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        for (name, c) in &mut self.0 {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Err(format!("{name} exited: {st}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, c) in self.0.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// One request through the host proxy's public Unix socket (4-byte big-endian length
+/// frames, CBOR).
+pub fn call(socket: &Path, req: &wire::msg::Request) -> Result<wire::msg::Response, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let body = wire::encode(req).map_err(|e| e.to_string())?;
+    let len = u32::try_from(body.len()).map_err(|e| e.to_string())?;
+    s.write_all(&len.to_be_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(&body).map_err(|e| e.to_string())?;
+    let mut h = [0u8; 4];
+    s.read_exact(&mut h).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; usize::try_from(u32::from_be_bytes(h)).map_err(|e| e.to_string())?];
+    s.read_exact(&mut body).map_err(|e| e.to_string())?;
+    wire::decode(&body).map_err(|e| e.to_string())
+}
+
+/// The kernel id the appliance boots.
+pub const KERNEL_ID: &str = "k1";
+/// Guest CID of the appliance's vsock device.
+pub const GUEST_CID: u32 = 3;
+
+/// What an appliance boot reached.
+pub struct Appliance {
+    /// The last `health` answer through the host proxy.
+    pub health: Option<wire::msg::HealthInfo>,
+    /// The `manifest` answer once serving.
+    pub manifest: Option<wire::msg::ManifestInfo>,
+    /// QEMU start to the first `health` answer saying `Serving`.
+    pub ready_after: Option<Duration>,
+    /// The guest console.
+    pub console: String,
+    /// The logs of the host-side processes, concatenated.
+    pub host_logs: String,
+    /// The kernel command line given to QEMU.
+    pub append: String,
+}
+
+/// The `-append` of an appliance boot: the image's fixed command line and the enclave's
+/// parameters (see `enclave::pid1`).
+pub fn appliance_cmdline(image_cmdline: &str, verifier_key_hex: &str) -> String {
+    format!(
+        "{image_cmdline} enclave.kernel_id={KERNEL_ID} enclave.verifier_public_key={verifier_key_hex} \
+         enclave.platform=software"
+    )
+}
+
+/// fw_cfg item that carries the kernel's sealed share (see `enclave::pid1`).
+pub const FW_CFG_SEALED_SHARE: &str = "opt/enclave/sealed_share.cbor";
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Boots the built image at `img` as a whole appliance: a verifier (`verifier serve` and
+/// `ceremony`; policy from `policy_json`, given the boot's kernel command line), swtpm,
+/// `vhost-device-vsock` bridging the guest's virtio-vsock to a hybrid-vsock Unix socket, the
+/// host proxy in front of it, and QEMU with `vhost-user-vsock-pci`. The verifier's key is on
+/// the (measured) command line; the kernel's sealed share reaches the guest as the
+/// (unmeasured) fw_cfg item [`FW_CFG_SEALED_SHARE`]. Polls `health` through the proxy until
+/// the enclave serves, is refused, or `timeout` passes; QEMU is stopped before returning.
+pub fn boot_appliance(
+    work: &Path,
+    img: &Path,
+    bin: &Path,
+    policy_json: &dyn Fn(&str) -> String,
+    timeout: Duration,
+) -> Result<Appliance, String> {
+    use wire::msg::{KernelState, Request, Response};
+    let vhost = vhost_device_vsock()?;
+    let mut kids = Children::default();
+    let image_cmdline = std::fs::read_to_string(img.join("cmdline")).map_err(|e| e.to_string())?;
+    let db = work.join("verifier.db");
+    let state_root = work.join("kernels");
+    let policy_path = work.join("policy.json");
+
+    // 1. The verifier's result-signing key (kept in its database): one short `serve`.
+    std::fs::write(
+        &policy_path,
+        r#"{"policy_id":"key-only","allowed_levels":["KEE1-L1"],"max_evidence_age_ms":1}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let vkey_path = work.join("verifier.pub");
+    let serve = |kids: &mut Children, port: u16, log: &str| {
+        kids.start(
+            "verifier",
+            Command::new(bin.join("verifier"))
+                .arg("serve")
+                .arg("--db")
+                .arg(&db)
+                .arg("--policy")
+                .arg(&policy_path)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--public-key-out")
+                .arg(&vkey_path),
+            &work.join(log),
+        )
+    };
+    {
+        let mut first = Children::default();
+        serve(&mut first, free_port()?, "verifier-key.log")?;
+        wait_until("the verifier's public key", Duration::from_secs(30), || {
+            vkey_path.exists()
+        })?;
+    }
+    let vkey = std::fs::read_to_string(&vkey_path).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&vkey_path);
+    let append = appliance_cmdline(image_cmdline.trim(), vkey.trim());
+
+    // 2. The policy (reference PCRs of this boot), the ceremony (its shares are sealed to
+    //    the policy's reference digest), and the verifier for real.
+    std::fs::write(&policy_path, policy_json(&append)).map_err(|e| e.to_string())?;
+    let out = Command::new(bin.join("verifier"))
+        .args(["ceremony", "--json", "--threshold", "2", "--signers", "2"])
+        .arg("--db")
+        .arg(&db)
+        .arg("--policy")
+        .arg(&policy_path)
+        .arg("--state-root")
+        .arg(&state_root)
+        .args(["--kernel", KERNEL_ID, "--kernel", "k2"])
+        .output()
+        .map_err(|e| format!("verifier ceremony: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "verifier ceremony failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let sealed = state_root.join(KERNEL_ID).join("sealed_share.cbor");
+    let vport = free_port()?;
+    serve(&mut kids, vport, "verifier.log")?;
+    wait_until("the verifier", Duration::from_secs(30), || {
+        vkey_path.exists()
+    })?;
+
+    // 3. vhost-device-vsock: the guest's CID 3 <-> hybrid vsock at `vsock.sock`.
+    let vhost_sock = work.join("vhost-user-vsock.sock");
+    let uds = work.join("vsock.sock");
+    kids.start(
+        "vhost-device-vsock",
+        Command::new(&vhost).arg("--vm").arg(format!(
+            "guest-cid={GUEST_CID},socket={},uds-path={}",
+            vhost_sock.display(),
+            uds.display()
+        )),
+        &work.join("vhost-device-vsock.log"),
+    )?;
+    wait_until(
+        "vhost-device-vsock's socket",
+        Duration::from_secs(30),
+        || vhost_sock.exists(),
+    )?;
+
+    // 4. The host proxy: clients at `public.sock`, the enclave's egress to the verifier.
+    let public = work.join("public.sock");
+    kids.start(
+        "host proxy",
+        Command::new(bin.join("host"))
+            .arg("proxy")
+            .arg("--listen")
+            .arg(format!("unix:{}", public.display()))
+            .arg("--enclave")
+            .arg(format!(
+                "hybrid:{}:{}",
+                uds.display(),
+                wire::hybrid::GOVERNANCE_PORT
+            ))
+            .arg("--egress")
+            .arg(format!(
+                "{}=tcp:127.0.0.1:{vport}",
+                wire::hybrid::VERIFIER_PORT
+            )),
+        &work.join("host.log"),
+    )?;
+    wait_until("the host proxy", Duration::from_secs(30), || {
+        public.exists()
+    })?;
+
+    // 5. QEMU.
+    let tpm = Swtpm::start(work)?;
+    let mem = MEMORY_MIB;
+    let extra: Vec<String> = [
+        "-object",
+        &format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        "-numa",
+        "node,memdev=mem",
+        "-chardev",
+        &format!("socket,id=vsockchr,path={}", vhost_sock.display()),
+        "-device",
+        "vhost-user-vsock-pci,chardev=vsockchr",
+        "-fw_cfg",
+        &format!("name={FW_CFG_SEALED_SHARE},file={}", sealed.display()),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let mut qemu = Qemu::spawn(
+        work,
+        &tpm,
+        &img.join("vmlinuz"),
+        &img.join("initrd.img"),
+        &append,
+        &extra,
+        timeout + Duration::from_secs(10),
+    )?;
+    let mut health = None;
+    let mut manifest = None;
+    let mut ready_after = None;
+    while qemu.start.elapsed() < timeout && qemu.running() {
+        if kids.check_alive().is_err() {
+            break;
+        }
+        if let Ok(Response::Health(h)) = call(&public, &Request::Health) {
+            let state = h.state;
+            let refused = state == KernelState::Sealed
+                && h.reason
+                    .as_deref()
+                    .is_some_and(|r| !r.contains("unreachable"));
+            health = Some(h);
+            if state == KernelState::Serving {
+                ready_after = Some(qemu.start.elapsed());
+                if let Ok(Response::Manifest(m)) = call(&public, &Request::Manifest) {
+                    manifest = Some(m);
+                }
+                break;
+            }
+            if refused || state == KernelState::Halted {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alive = kids.check_alive();
+    let console = qemu.stop();
+    let mut host_logs = String::new();
+    if let Err(e) = alive {
+        host_logs.push_str(&format!("{e}\n"));
+    }
+    for log in ["verifier.log", "vhost-device-vsock.log", "host.log"] {
+        host_logs.push_str(&format!("--- {log} ---\n"));
+        host_logs.push_str(&std::fs::read_to_string(work.join(log)).unwrap_or_default());
+    }
+    Ok(Appliance {
+        health,
+        manifest,
+        ready_after,
+        console,
+        host_logs,
+        append,
+    })
+}
+
+/// The SHA-256 PCR 4 and PCR 9 `measure` predicts for a boot of the image at `img` with
+/// `append` (QEMU direct boot, OVMF appends `initrd=initrd`).
+pub fn expected_pcrs(img: &Path, append: &str) -> std::collections::BTreeMap<u8, Vec<u8>> {
+    let kernel = std::fs::read(img.join("vmlinuz")).unwrap_or_else(|e| panic!("{e}"));
+    let initrd = std::fs::read(img.join("initrd.img")).unwrap_or_else(|e| panic!("{e}"));
+    use measurements::tdx::{linux, DirectBoot, InitrdArg};
+    let boot = DirectBoot {
+        kernel: &kernel,
+        initrd: Some(&initrd),
+        cmdline: append,
+        qemu_patch: Some(linux::QemuLoad {
+            memory_bytes: MEMORY_MIB << 20,
+            initrd_bytes: u32::try_from(initrd.len()).unwrap_or_else(|e| panic!("{e}")),
+            acpi_data_size: linux::ACPI_DATA_SIZE,
+        }),
+        initrd_arg: InitrdArg::Suffix,
+    };
+    measurements::tpm::expected_sha256_pcrs(&boot)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|(i, v)| (i, v.to_vec()))
+        .collect()
+}
+
+/// The verifier's policy for an appliance boot: the software platform (KEE1-L1) with the
+/// vTPM required, PCR 4 (kernel) and PCR 9 (command line, initrd) as `measure` predicts them.
+pub fn appliance_policy(img: &Path, append: &str) -> String {
+    let pcrs: std::collections::BTreeMap<String, String> = expected_pcrs(img, append)
+        .into_iter()
+        .map(|(i, v)| (i.to_string(), hex::encode(v)))
+        .collect();
+    serde_json::json!({
+        "policy_id": "image-boot",
+        "allowed_levels": ["KEE1-L1"],
+        "require_tpm": true,
+        "expected_pcrs": pcrs,
+        // TCG: evidence collection in the guest takes seconds, not milliseconds.
+        "max_evidence_age_ms": 300_000,
+        "result_ttl_ms": 600_000,
+        "nonce_ttl_ms": 300_000
+    })
+    .to_string()
 }
