@@ -262,6 +262,11 @@ pub fn setup() -> Result<(Setup, Vec<String>), Pid1Error> {
     })?;
     let mut args = vec!["enclave".to_string()];
     args.extend(args_from_cmdline(&cmdline));
+    // The firmware's event log travels in the evidence (whole at boot, deltas later), so the
+    // verifier replays it to the quoted PCRs itself.
+    if !args.iter().any(|a| a == "--event-log") && Path::new(EVENTLOG_PATH).exists() {
+        args.extend(["--event-log".to_string(), EVENTLOG_PATH.to_string()]);
+    }
     Ok((setup, args))
 }
 

@@ -242,6 +242,31 @@ fn enclave_as_pid1_is_appraised_and_answers_health_over_vsock() {
         .extra_data()
         .to_vec();
     let quote = attestation::tpm::verify(&ev, &extra).unwrap();
+    // The firmware's event log travels in the evidence itself (whole, at boot), and is
+    // byte for byte the log the guest printed; the verifier replayed it to this quote
+    // (else the result would not be affirming).
+    let shipped = ev
+        .event_log
+        .as_ref()
+        .unwrap_or_else(|| panic!("the quote carries no event log\n{context}"));
+    assert_eq!(shipped.first_event, 0);
+    let printed = console_eventlog(&a.console)
+        .unwrap_or_else(|| panic!("no event log on the console\n{context}"));
+    assert_eq!(
+        shipped.log,
+        EventLog::tail(&printed, 0).unwrap().0,
+        "shipped log = the printed log"
+    );
+    let result = attestation::result::verify_result(&m.result, &a.verifier_public_key).unwrap();
+    let executables = result
+        .trust_vector
+        .iter()
+        .find(|c| c.claim == attestation::result::claim::EXECUTABLES)
+        .unwrap();
+    assert!(
+        executables.reason.contains("event log") && executables.reason.contains("replays"),
+        "{executables:?}"
+    );
     let log = console_eventlog(&a.console)
         .unwrap_or_else(|| panic!("no event log on the console\n{context}"));
     let log = EventLog::parse(&log).unwrap();

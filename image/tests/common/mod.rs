@@ -532,6 +532,8 @@ pub struct Appliance {
     pub host_logs: String,
     /// The kernel command line given to QEMU.
     pub append: String,
+    /// The verifier's result-signing public key.
+    pub verifier_public_key: Vec<u8>,
 }
 
 /// The `-append` of an appliance boot: the image's fixed command line and the enclave's
@@ -606,6 +608,7 @@ pub fn boot_appliance(
     let vkey = std::fs::read_to_string(&vkey_path).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&vkey_path);
     let append = appliance_cmdline(image_cmdline.trim(), vkey.trim());
+    let verifier_public_key = hex::decode(vkey.trim()).map_err(|e| e.to_string())?;
 
     // 2. The policy (reference PCRs of this boot), the ceremony (its shares are sealed to
     //    the policy's reference digest), and the verifier for real.
@@ -748,6 +751,7 @@ pub fn boot_appliance(
         console,
         host_logs,
         append,
+        verifier_public_key,
     })
 }
 
