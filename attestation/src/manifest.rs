@@ -34,6 +34,17 @@ pub struct GecManifest {
     pub attestation_status: String,
     /// When frozen (Unix ms); 0 in the draft.
     pub frozen_at_ms: u64,
+    /// Catalog publishers (hex Ed25519 public keys) whose threshold signature may change the
+    /// Cedar policy set (KEE-1 P4); absent when none are pinned (no catalog updates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog_publishers: Vec<String>,
+    /// How many of them must sign (0 when none are pinned).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub catalog_threshold: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl GecManifest {
@@ -110,6 +121,8 @@ mod tests {
             attestation_result_digest: String::new(),
             attestation_status: String::new(),
             frozen_at_ms: 0,
+            catalog_publishers: Vec::new(),
+            catalog_threshold: 0,
         }
     }
 

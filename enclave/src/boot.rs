@@ -180,6 +180,12 @@ pub fn manifest_draft(
         attestation_result_digest: String::new(),
         attestation_status: String::new(),
         frozen_at_ms: 0,
+        catalog_publishers: cfg.catalog_publishers.iter().map(hex::encode).collect(),
+        catalog_threshold: if cfg.catalog_publishers.is_empty() {
+            0
+        } else {
+            u32::try_from(cfg.catalog_threshold).unwrap_or(u32::MAX)
+        },
     }
 }
 

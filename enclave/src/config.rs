@@ -82,6 +82,11 @@ pub struct KernelConfig {
     pub retry: Retry,
     /// Timeout of one peer call during signing.
     pub peer_timeout_ms: u64,
+    /// Catalog publishers (Ed25519 public keys) whose signatures may change the Cedar policy
+    /// set (KEE-1 P4); pinned in the manifest. Empty: catalog updates are refused.
+    pub catalog_publishers: Vec<[u8; 32]>,
+    /// How many distinct publishers must sign a catalog update (2 of 3 by default).
+    pub catalog_threshold: usize,
     /// Collect NVIDIA GPU evidence (NVML; the `gpu` build feature) into every bundle. When
     /// NVML is absent or CC mode is off the bundle says "no gpu evidence" and policy decides.
     pub gpus: bool,

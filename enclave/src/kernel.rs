@@ -33,6 +33,12 @@ pub mod events {
     pub const SIGNING: &str = "soos.governance.kia.signing";
     /// The kernel halted (fail closed).
     pub const HALT: &str = "soos.governance.halt";
+    /// A catalog update staged (phase 1), with its version and `cap_profile_hash`.
+    pub const CATALOG_STAGED: &str = "soos.governance.catalog.staged";
+    /// A catalog update refused, with the check that failed.
+    pub const CATALOG_REFUSED: &str = "soos.governance.catalog.refused";
+    /// A staged catalog update activated at its effective date (phase 2).
+    pub const CATALOG_ACTIVATED: &str = "soos.governance.catalog.activated";
 }
 
 /// Most connections served at once.
@@ -60,6 +66,8 @@ pub struct Kernel {
     pub(crate) attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
     pub(crate) reattest: ReattestConfig,
     gate: Mutex<Gate>,
+    pub(crate) catalog: crate::catalog::CatalogAuthority,
+    catalog_staged: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -123,6 +131,12 @@ impl Kernel {
         };
         let audit = AuditLog::open(&cfg.state_dir.join("audit.db"))
             .map_err(|e| BootError::Other(format!("audit log: {}", error_chain(&e))))?;
+        let catalog = crate::catalog::CatalogAuthority::new(
+            cfg.fleet_id.clone(),
+            cfg.catalog_publishers.clone(),
+            cfg.catalog_threshold,
+        )
+        .map_err(|e| BootError::Other(format!("catalog publishers: {e}")))?;
         Ok(Arc::new(Self {
             cfg,
             ak,
@@ -140,6 +154,8 @@ impl Kernel {
             attesters: Arc::new(Mutex::new(attesters)),
             reattest,
             gate: Mutex::new(Gate::default()),
+            catalog,
+            catalog_staged: tokio::sync::Notify::new(),
         }))
     }
 
@@ -231,6 +247,7 @@ impl Kernel {
                         .await;
                     self.audit_gate().await;
                     tokio::spawn(crate::reattest::run(self.clone()));
+                    tokio::spawn(self.clone().activate_catalogs());
                     tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
                     return KernelState::Serving;
                 }
@@ -451,6 +468,82 @@ impl Kernel {
                 Some(r) => r,
                 None => crate::frost::sign_share(self, &p).await,
             },
+            Request::CatalogUpdate(p) => self.stage_catalog(&p.signed).await,
+        }
+    }
+
+    /// KEE-1 P4 phase 1: verify and stage a catalog update; every outcome is an ALE, and a
+    /// refusal changes nothing.
+    async fn stage_catalog(&self, signed: &[u8]) -> Response {
+        match self.catalog.stage(signed, attestation::now_ms()) {
+            Ok(ack) => {
+                let Some((seq, _)) = self.audit(events::CATALOG_STAGED, "catalog", &ack).await
+                else {
+                    return Response::error(
+                        ErrorCode::Internal,
+                        "audit log unavailable; catalog update not acknowledged",
+                    );
+                };
+                self.catalog_staged.notify_one();
+                tracing::info!(kernel = %self.cfg.kernel_id, version = ack.version, effective_at_ms = ack.effective_at_ms, "catalog update staged");
+                Response::CatalogStaged(wire::msg::CatalogStagedInfo {
+                    version: ack.version,
+                    effective_at_ms: ack.effective_at_ms,
+                    cap_profile_hash: ack.cap_profile_hash,
+                    publishers: ack.publishers,
+                    ale_seq: seq,
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.audit(events::CATALOG_REFUSED, "catalog", &reason)
+                    .await;
+                tracing::warn!(kernel = %self.cfg.kernel_id, %reason, "catalog update refused");
+                Response::error(
+                    ErrorCode::BadRequest,
+                    format!("catalog update refused: {reason}"),
+                )
+            }
+        }
+    }
+
+    /// KEE-1 P4 phase 2: activates each staged update at its effective date, never before,
+    /// with one atomic swap of the policy set; every later decision carries its hash.
+    async fn activate_catalogs(self: Arc<Self>) {
+        /// Longest sleep between checks (a staged update wakes the loop at once).
+        const MAX_SLEEP_MS: u64 = 1_000;
+        loop {
+            let now = attestation::now_ms();
+            if let Some(staged) = self.catalog.take_due(now) {
+                #[derive(Serialize)]
+                struct Activated {
+                    version: u64,
+                    effective_date: String,
+                    effective_at_ms: u64,
+                    activated_at_ms: u64,
+                    #[serde(with = "serde_bytes")]
+                    cap_profile_hash: Vec<u8>,
+                }
+                let record = Activated {
+                    version: staged.version,
+                    effective_date: staged.effective_date.clone(),
+                    effective_at_ms: staged.effective_at_ms,
+                    activated_at_ms: now,
+                    cap_profile_hash: staged.policies.hash().to_vec(),
+                };
+                self.engine.swap(staged.policies);
+                self.audit(events::CATALOG_ACTIVATED, "catalog", &record)
+                    .await;
+                tracing::info!(kernel = %self.cfg.kernel_id, version = record.version, "catalog activated");
+                continue;
+            }
+            let sleep_ms = self.catalog.next_due_ms().map_or(MAX_SLEEP_MS, |due| {
+                due.saturating_sub(now).clamp(1, MAX_SLEEP_MS)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => {}
+                _ = self.catalog_staged.notified() => {}
+            }
         }
     }
 

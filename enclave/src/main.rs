@@ -51,6 +51,13 @@ struct Cli {
     /// /sys/kernel/security/tpm0/binary_bios_measurements).
     #[arg(long, requires = "tpm_tcti")]
     event_log: Option<PathBuf>,
+    /// A catalog publisher's Ed25519 public key (hex; repeat): a threshold of them must sign
+    /// any change of the Cedar policy set. Pinned in the manifest.
+    #[arg(long = "catalog-publisher", value_name = "HEX")]
+    catalog_publishers: Vec<String>,
+    /// How many distinct publishers must sign a catalog update.
+    #[arg(long, default_value_t = 2)]
+    catalog_threshold: usize,
     /// Collect NVIDIA GPU evidence (NVML, `gpu` build feature) into every bundle.
     #[arg(long)]
     gpus: bool,
@@ -122,6 +129,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("--peer `{p}`"))?,
         ));
     }
+    let mut catalog_publishers = Vec::new();
+    for k in &cli.catalog_publishers {
+        let key: [u8; 32] = hex::decode(k)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| format!("--catalog-publisher `{k}` is not 32 bytes of hex"))?;
+        catalog_publishers.push(key);
+    }
     let cfg = KernelConfig {
         kernel_id: cli.kernel_id,
         fleet_id: cli.fleet_id,
@@ -139,6 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..Retry::default()
         },
         peer_timeout_ms: cli.peer_timeout_ms,
+        catalog_publishers,
+        catalog_threshold: cli.catalog_threshold,
         gpus: cli.gpus,
     };
     let rt = tokio::runtime::Runtime::new()?;

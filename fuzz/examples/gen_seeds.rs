@@ -187,6 +187,8 @@ fn state_seeds() -> Res<()> {
         attestation_result_digest: "01".repeat(32),
         attestation_status: "affirming".into(),
         frozen_at_ms: 1_700_000_000_000,
+        catalog_publishers: Vec::new(),
+        catalog_threshold: 0,
     };
     write("manifest", "frozen.cbor", &manifest.canonical_bytes())?;
 

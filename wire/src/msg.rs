@@ -20,6 +20,8 @@ pub mod method {
     pub const FROST_COMMIT: &str = "frost_commit";
     /// Peer kernel: FROST round 2 (signature share).
     pub const FROST_SIGN: &str = "frost_sign";
+    /// A publisher-signed catalog (CAP profile) update to stage (KEE-1 P4, KEE-2 D4).
+    pub const CATALOG_UPDATE: &str = "catalog_update";
     /// Every method the enclave knows.
     pub const ALL: &[&str] = &[
         HEALTH,
@@ -28,6 +30,7 @@ pub mod method {
         SIGN_DIGEST,
         FROST_COMMIT,
         FROST_SIGN,
+        CATALOG_UPDATE,
     ];
 }
 
@@ -54,6 +57,34 @@ pub enum Request {
     FrostCommit(FrostCommitParams),
     /// See [`method::FROST_SIGN`].
     FrostSign(FrostSignParams),
+    /// See [`method::CATALOG_UPDATE`].
+    CatalogUpdate(CatalogUpdateParams),
+}
+
+/// A catalog update to stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatalogUpdateParams {
+    /// CBOR of the signed update (`enclave::catalog::SignedCatalogUpdate`), as the
+    /// publishers' `catalog sign` wrote it.
+    #[serde(with = "serde_bytes")]
+    pub signed: Vec<u8>,
+}
+
+/// Answer to `catalog_update`: the update is staged (phase 1) and activates at
+/// `effective_at_ms` (phase 2), never before.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatalogStagedInfo {
+    /// The staged version.
+    pub version: u64,
+    /// Activation instant (Unix ms).
+    pub effective_at_ms: u64,
+    /// The `cap_profile_hash` that becomes live then.
+    #[serde(with = "serde_bytes")]
+    pub cap_profile_hash: Vec<u8>,
+    /// Pinned publishers whose signatures counted (hex).
+    pub publishers: Vec<String>,
+    /// The audit event recording the staging.
+    pub ale_seq: u64,
 }
 
 impl Request {
@@ -66,6 +97,7 @@ impl Request {
             Request::SignDigest(_) => method::SIGN_DIGEST,
             Request::FrostCommit(_) => method::FROST_COMMIT,
             Request::FrostSign(_) => method::FROST_SIGN,
+            Request::CatalogUpdate(_) => method::CATALOG_UPDATE,
         }
     }
 }
@@ -160,6 +192,8 @@ pub enum Response {
     FrostCommitment(FrostCommitmentInfo),
     /// Answer to `frost_sign`.
     FrostShare(FrostShareInfo),
+    /// Answer to `catalog_update`.
+    CatalogStaged(CatalogStagedInfo),
     /// Any refusal or failure.
     Error(ErrorInfo),
 }

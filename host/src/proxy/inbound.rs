@@ -25,6 +25,7 @@ pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::SIGN_DIGEST,
     method::FROST_COMMIT,
     method::FROST_SIGN,
+    method::CATALOG_UPDATE,
 ];
 
 /// Errors building an allowlist.

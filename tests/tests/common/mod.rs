@@ -389,6 +389,8 @@ pub struct Options {
     /// Give each kernel a TCG2 event log ([`TestEventLog`]) that its swtpm's PCRs follow
     /// (needs `tpm_mux`).
     pub event_log: bool,
+    /// Catalog publisher keys pinned in every kernel (threshold 2).
+    pub catalog_publishers: Vec<[u8; 32]>,
 }
 
 impl Default for Options {
@@ -407,6 +409,7 @@ impl Default for Options {
             relays: false,
             tpm_mux: false,
             event_log: false,
+            catalog_publishers: Vec::new(),
         }
     }
 }
@@ -552,6 +555,8 @@ impl Cluster {
                     max_attempts: opts.max_attempts,
                 },
                 peer_timeout_ms: 3_000,
+                catalog_publishers: opts.catalog_publishers.clone(),
+                catalog_threshold: 2,
                 gpus: false,
             };
             let listener = cfg.vsock.listen().unwrap();
