@@ -110,14 +110,15 @@ fn sha256_file(path: &Path) -> Result<(String, u64), ImageError> {
     Ok((hex::encode(Sha256::digest(&data)), data.len() as u64))
 }
 
-/// Checks that `path` is an OVMF with the SEV hashes table (the kernel-hashes section).
-fn check_hashes_table(path: &Path) -> Result<(), ImageError> {
+/// Checks that `path` is an OVMF with the SEV hashes table (the kernel-hashes section) at a
+/// real address (other builds carry the GUID with address 0).
+pub fn check_hashes_table(path: &Path) -> Result<(), ImageError> {
     let data = std::fs::read(path).map_err(|e| ImageError::io("reading", path, e))?;
     let fw = ovmf::Ovmf::parse(data).map_err(|e| ImageError::Tool {
         what: "parsing the built OVMF".into(),
         detail: e.to_string(),
     })?;
-    if fw.sev_hashes_table().is_none() {
+    if fw.sev_hashes_table().is_none_or(|t| t.gpa == 0) {
         return Err(ImageError::Tool {
             what: "checking the built OVMF".into(),
             detail: "it has no SEV hashes table (not an AmdSev build)".into(),
@@ -270,4 +271,49 @@ pub fn build_ovmf_amdsev(
         std::fs::remove_dir_all(&work).map_err(|e| ImageError::io("removing", &work, e))?;
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed expectation is a test failure"
+    )]
+
+    use super::*;
+
+    #[test]
+    fn the_cache_layout_is_per_version() {
+        assert_eq!(
+            cached_path(Path::new("c"), "2022.11-6+deb12u2"),
+            Path::new("c/ovmf-amdsev/2022.11-6+deb12u2/OVMF.fd")
+        );
+    }
+
+    #[test]
+    fn a_cached_file_without_the_hashes_table_is_refused_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = cached_path(dir.path(), "v");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Not an OVMF at all.
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let opts = AmdSevOptions {
+            cache: dir.path().to_path_buf(),
+            edk2_version: "v".into(),
+            jobs: 1,
+            rebuild: false,
+            keep_tree: false,
+        };
+        let mut lines = Vec::new();
+        let err = build_ovmf_amdsev(&opts, &mut |l| lines.push(l.to_string())).unwrap_err();
+        assert!(lines.iter().any(|l| l.contains("reusing")), "{lines:?}");
+        assert!(err.to_string().contains("no SEV hashes table"), "{err}");
+        // Debian's OvmfPkgX64 build carries the hashes-table GUID at address 0.
+        let debian = Path::new("/usr/share/ovmf/OVMF.fd");
+        if debian.is_file() {
+            let err = check_hashes_table(debian).unwrap_err();
+            assert!(err.to_string().contains("no SEV hashes table"), "{err}");
+        }
+    }
 }
