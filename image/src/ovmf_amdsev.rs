@@ -3,8 +3,8 @@
 //!
 //! Steps, each skipped when its result is already there: (1) `apt-get source --download-only
 //! edk2=VERSION` into `CACHE/ovmf-amdsev/VERSION/src` (needs a `deb-src` line); (2)
-//! `dpkg-source -x` (Debian's patches applied) into a scratch tree beside it; (3) edk2's
-//! `BaseTools`, then `build -a X64 -t GCC5 -b RELEASE -p OvmfPkg/AmdSev/AmdSevX64.dsc` (output
+//! `dpkg-source -x` (Debian's patches applied) into the scratch tree
+//! [`BUILD_ROOT`]`/VERSION`; (3) edk2's `BaseTools`, then `build -a X64 -t GCC5 -b RELEASE -p OvmfPkg/AmdSev/AmdSevX64.dsc` (output
 //! in `build.log`); (4) `FV/OVMF.fd` copied to `CACHE/ovmf-amdsev/VERSION/OVMF.fd`, checked
 //! to carry the SEV hashes table, with `build-info.json`; the scratch tree is deleted.
 //!
@@ -51,6 +51,10 @@ pub struct AmdSevFirmware {
     /// Seconds the steps took (0 when reused).
     pub seconds: u64,
 }
+
+/// Where the source is unpacked and built, whatever the cache: edk2 embeds this path in the
+/// firmware, so a fixed one makes builds of the same source byte-identical across checkouts.
+pub const BUILD_ROOT: &str = "/tmp/image-ovmf-amdsev";
 
 /// The cached firmware's path for `version` under `cache`.
 pub fn cached_path(cache: &Path, version: &str) -> PathBuf {
@@ -215,7 +219,9 @@ pub fn build_ovmf_amdsev(
         progress(&format!("      already downloaded: {}", dsc.display()));
     }
 
-    let work = dir.join(format!("work-{}", std::process::id()));
+    // A fixed absolute path: edk2 writes the build path into the PE images, so the firmware's
+    // bytes depend on it. One build at a time per machine.
+    let work = Path::new(BUILD_ROOT).join(version);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| ImageError::io("creating", &work, e))?;
     let tree = work.join(format!("edk2-{upstream}"));
