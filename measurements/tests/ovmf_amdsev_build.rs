@@ -45,7 +45,7 @@ fn firmware() -> PathBuf {
     assert!(
         p.is_file(),
         "{} is missing: build it first with `nice -n 10 cargo run -p image -- ovmf-amdsev` \
-         (about 7 minutes on 2 cores; see docs/measurements.md), or set OVMF_AMDSEV=FILE",
+         (3.5 to 6.5 minutes on 2 cores; see docs/measurements.md), or set OVMF_AMDSEV=FILE",
         p.display()
     );
     p
