@@ -12,7 +12,8 @@
 //!
 //! Checks: `measure ovmf` finds the SEV hashes table; `measure snp` with the image's kernel,
 //! initrd and command line prints what `sev-snp-measure` 0.0.13 prints (stdout, status and
-//! error line) in SEV, SEV-ES and SNP modes, with and without the kernel.
+//! error line) in SEV, SEV-ES and SNP modes, with and without the kernel; `measure tdx`'s
+//! MRTD of it equals td-shim's calculator's (osc-veritas, as in `tdx_mrtd_peer.rs`).
 
 #![allow(
     clippy::unwrap_used,
@@ -179,4 +180,37 @@ fn the_built_amdsev_ovmf_has_the_hashes_table_and_measure_snp_equals_sev_snp_mea
         agreed_with_kernel >= 2,
         "the kernel hashes were measured in fewer than two modes"
     );
+
+    // The AmdSev build carries TDVF metadata too: a second firmware for the MRTD cross-check.
+    let out = Command::new(measure)
+        .args(["tdx", "--page-order", "single", "--json", "--ovmf", &fw])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = v["mrtd"].as_str().unwrap().to_string();
+    let python = peer::osc_veritas(target).unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        "import sys\nfrom {} import compute_mrtd\nprint(compute_mrtd(sys.argv[1]))",
+        peer::VERITAS_MRTD_MODULE
+    );
+    let out = Command::new(python)
+        .args(["-c", &script, &fw])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        ours, theirs,
+        "MRTD of the AmdSev build: measure tdx vs osc-veritas"
+    );
+    eprintln!("MRTD (single pass) {ours}: osc-veritas agrees");
 }
