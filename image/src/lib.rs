@@ -15,6 +15,7 @@ pub mod cpio;
 pub mod kernel;
 mod libs;
 pub mod manifest;
+pub mod ovmf_amdsev;
 pub mod pins;
 
 use cpio::{Archive, Node};

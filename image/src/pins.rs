@@ -34,3 +34,8 @@ pub const MODULES: &[&str] = &[
 /// Libraries loaded with `dlopen` (invisible to `ldd`): the TSS2 TCTI the enclave opens for
 /// `/dev/tpmrm0`.
 pub const DLOPEN_LIBRARIES: &[&str] = &["libtss2-tcti-device.so.0"];
+
+/// Debian's `edk2` source package `image ovmf-amdsev` builds the AmdSev OVMF from (bookworm;
+/// the same version as the `ovmf` binary package whose `OVMF.fd` the TDX and firmware-only SNP
+/// values use).
+pub const EDK2_VERSION: &str = "2022.11-6+deb12u2";

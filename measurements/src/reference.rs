@@ -105,8 +105,8 @@ pub fn reference_values(
         } else {
             notes.push(
                 "the SEV-SNP firmware has no kernel-hashes section: the launch digest covers the \
-                 firmware only, not the kernel, initrd or command line (build one with \
-                 `image ovmf-amdsev`)"
+                 firmware only, not the kernel, initrd or command line (an AmdSev OVMF from \
+                 edk2 newer than 2022.11 has one: `image ovmf-amdsev --edk2-version VERSION`)"
                     .into(),
             );
             None

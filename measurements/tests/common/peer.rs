@@ -75,3 +75,51 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The `osc-veritas` release whose MRTD code is the independent TDX peer.
+pub const VERITAS_VERSION: &str = "0.1.3rc1";
+
+/// The module of `osc-veritas` that computes MRTD from an OVMF/TDVF image: td-shim's Python
+/// `td_shim_tee_info_hash` (confidential-containers/td-shim), vendored by osc-veritas.
+pub const VERITAS_MRTD_MODULE: &str = "veritas.vendor.td_shim_tee_info_hash";
+
+/// Python interpreter of a virtual environment holding `osc-veritas`, installing it under
+/// `base` if needed (PyPI).
+pub fn osc_veritas(base: &Path) -> Result<PathBuf, String> {
+    let venv = base.join(format!("osc-veritas-{VERITAS_VERSION}"));
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "show",
+            "--disable-pip-version-check",
+            "osc-veritas",
+        ])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l == format!("Version: {VERITAS_VERSION}"))
+        });
+    if ok {
+        return Ok(python);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    run(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        "python3 -m venv (Debian: apt-get install python3-venv; `cargo xtask test` does)",
+    )?;
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            &format!("osc-veritas=={VERITAS_VERSION}"),
+        ]),
+        "pip install osc-veritas (needs PyPI and Python >= 3.11)",
+    )?;
+    Ok(python)
+}
