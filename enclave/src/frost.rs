@@ -56,7 +56,7 @@ fn auth_message(method: &str, session_id: &[u8], target: &str, payload: &[u8]) -
     m
 }
 
-fn make_auth(
+pub(crate) fn make_auth(
     k: &Kernel,
     result: &[u8],
     method: &str,
@@ -76,7 +76,7 @@ fn make_auth(
 }
 
 /// Checks a peer's credentials; returns the reason on failure.
-fn check_auth(
+pub(crate) fn check_auth(
     k: &Kernel,
     signers: &[String],
     auth: &PeerAuth,
@@ -442,7 +442,7 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
     })
 }
 
-async fn peer_call(
+pub(crate) async fn peer_call(
     k: &Kernel,
     port: u32,
     req: &Request,

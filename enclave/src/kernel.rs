@@ -33,6 +33,9 @@ pub mod events {
     pub const SIGNING: &str = "soos.governance.kia.signing";
     /// The kernel halted (fail closed).
     pub const HALT: &str = "soos.governance.halt";
+    /// A key ceremony (DKG or refresh) step: started, completed, failed, or a peer message
+    /// refused (with the reason).
+    pub const DKG: &str = "soos.governance.kia.dkg";
 }
 
 /// Most connections served at once.
@@ -56,6 +59,7 @@ pub struct Kernel {
     status: RwLock<Status>,
     pub(crate) unsealed: RwLock<Option<Arc<RwLock<Unsealed>>>>,
     pub(crate) pending: Mutex<HashMap<Vec<u8>, crate::frost::Pending>>,
+    pub(crate) ceremony: Mutex<Option<crate::dkg::Ceremony>>,
     started: Instant,
     pub(crate) attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
     pub(crate) reattest: ReattestConfig,
@@ -136,6 +140,7 @@ impl Kernel {
             }),
             unsealed: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
+            ceremony: Mutex::new(None),
             started,
             attesters: Arc::new(Mutex::new(attesters)),
             reattest,
@@ -210,6 +215,50 @@ impl Kernel {
         }
     }
 
+    /// Audits one event of `kind` (a ceremony or signing refusal, say).
+    pub(crate) async fn audit_event(&self, kind: &str, session: &str, body: &impl Serialize) {
+        self.audit(kind, session, body).await;
+    }
+
+    /// One boot attempt, running first whatever ceremony the signed plan still asks for: a DKG
+    /// (attest, run it with the peers, seal the share) or a refresh (unseal, refresh, reseal).
+    /// Either way the kernel then unseals its (new) share as on any boot.
+    async fn boot_once(self: &Arc<Self>, cap: [u8; 32]) -> Result<Unsealed, BootError> {
+        match boot::pending_ceremony(&self.cfg)? {
+            boot::PendingCeremony::None => {}
+            boot::PendingCeremony::Dkg(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!("running key ceremony {} (dkg)", plan.ceremony_id)),
+                );
+                let r = boot::attest_for_ceremony(
+                    &self.cfg,
+                    &self.ak,
+                    self.attesters.clone(),
+                    cap,
+                    &plan,
+                )
+                .await?;
+                let (kp, pp) = crate::dkg::run(self, &plan, &r.result, None).await?;
+                boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
+            }
+            boot::PendingCeremony::Refresh(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (refresh)",
+                        plan.ceremony_id
+                    )),
+                );
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let old = (u.key_package.clone(), u.public_package.clone());
+                let (kp, pp) = crate::dkg::run(self, &plan, &u.result, Some(old)).await?;
+                boot::write_sealed(&self.cfg, &u.wrap_key, &plan, &kp, &pp)?;
+            }
+        }
+        boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await
+    }
+
     /// Steps 2-7: appraise and unseal, retrying with backoff while the verifier is
     /// unreachable; a refusal stops here with the share sealed.
     pub async fn boot(self: &Arc<Self>) -> KernelState {
@@ -218,7 +267,7 @@ impl Kernel {
         let cap = self.engine.cap_profile_hash();
         loop {
             attempts += 1;
-            match boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await {
+            match self.boot_once(cap).await {
                 Ok(unsealed) => {
                     let status = unsealed.result_claims.status.as_str().to_string();
                     let result = unsealed.result.clone();
@@ -416,10 +465,41 @@ impl Kernel {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request. Refused signing calls are audited with the reason.
     pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
-        if let Request::Health = req {
-            return Response::Health(self.health());
+        let (method, peer) = match &req {
+            Request::SignDigest(_) => ("sign_digest", String::new()),
+            Request::FrostCommit(p) => ("frost_commit", p.peer.kernel_id.clone()),
+            Request::FrostSign(p) => ("frost_sign", p.peer.kernel_id.clone()),
+            _ => ("", String::new()),
+        };
+        let resp = self.handle_inner(req).await;
+        if let Response::Error(e) = &resp {
+            if !method.is_empty()
+                && matches!(
+                    e.code,
+                    ErrorCode::Unauthorized | ErrorCode::BadRequest | ErrorCode::QuorumLost
+                )
+            {
+                self.audit(
+                    events::SIGNING,
+                    method,
+                    &("refused", method, &peer, &e.message),
+                )
+                .await;
+            }
+        }
+        resp
+    }
+
+    async fn handle_inner(self: &Arc<Self>, req: Request) -> Response {
+        match req {
+            Request::Health => return Response::Health(self.health()),
+            // Ceremony messages arrive before this kernel serves (it is attested, not yet
+            // unsealed); the ceremony state authenticates them.
+            Request::DkgRound1(p) => return crate::dkg::on_round1(self, &p).await,
+            Request::DkgRound2(p) => return crate::dkg::on_round2(self, &p).await,
+            _ => {}
         }
         let unsealed = match self.serving().await {
             Ok(u) => u,
@@ -451,6 +531,9 @@ impl Kernel {
                 Some(r) => r,
                 None => crate::frost::sign_share(self, &p).await,
             },
+            Request::DkgRound1(_) | Request::DkgRound2(_) => {
+                Response::error(ErrorCode::Internal, "ceremony message not routed")
+            }
         }
     }
 

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod boot;
 pub mod cedar;
 pub mod config;
+pub mod dkg;
 pub mod frost;
 pub mod kernel;
 pub mod reattest;

@@ -25,6 +25,8 @@ pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::SIGN_DIGEST,
     method::FROST_COMMIT,
     method::FROST_SIGN,
+    method::DKG_ROUND1,
+    method::DKG_ROUND2,
 ];
 
 /// Errors building an allowlist.
