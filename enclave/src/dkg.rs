@@ -175,11 +175,18 @@ fn round1_inner(k: &Kernel, p: &DkgRound1Params) -> Result<(), Refusal> {
             format!("malformed round-1 package: {e}"),
         )
     })?;
-    if pkg.commitment().coefficients().len() != usize::from(c.plan.threshold) {
+    // A DKG polynomial has t coefficients; a refresh one t-1 (its constant term is zero and
+    // left out). Anything else would change the threshold.
+    let expected = if c.plan.mode == MODE_REFRESH {
+        usize::from(c.plan.threshold).saturating_sub(1)
+    } else {
+        usize::from(c.plan.threshold)
+    };
+    if pkg.commitment().coefficients().len() != expected {
         return Err((
             ErrorCode::BadRequest,
             format!(
-                "round-1 package commits to {} coefficients, the plan's threshold is {}",
+                "round-1 package commits to {} coefficients; threshold {} needs {expected}",
                 pkg.commitment().coefficients().len(),
                 c.plan.threshold
             ),
@@ -326,6 +333,7 @@ async fn push_all(
                     last.remove(&peer);
                 }
                 Ok(Response::Error(e)) => {
+                    tracing::debug!(kernel = %k.cfg.kernel_id, %peer, %what, reason = %e.message, "ceremony push refused");
                     last.insert(peer.clone(), e.message);
                     still.push((peer, port));
                 }
@@ -334,6 +342,7 @@ async fn push_all(
                     still.push((peer, port));
                 }
                 Err(e) => {
+                    tracing::debug!(kernel = %k.cfg.kernel_id, %peer, %what, error = %e, "ceremony push failed");
                     last.insert(peer.clone(), e);
                     still.push((peer, port));
                 }

@@ -451,6 +451,17 @@ impl Kernel {
         if let Ok(mut u) = self.unsealed.write() {
             *u = None;
         }
+        if let Ok(mut c) = self.ceremony.lock() {
+            *c = None;
+        }
+        // A halted kernel never attests again: release its attesters (and TPM objects).
+        let attesters = self.attesters.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut a) = attesters.lock() {
+                a.clear();
+            }
+        })
+        .await;
         tracing::error!(kernel = %self.cfg.kernel_id, %reason, "halted");
         self.audit(events::HALT, "boot", &reason).await;
     }
