@@ -367,7 +367,7 @@ pub async fn appraise_and_release(
     };
 
     let (bundle, bundle_digest, kx) =
-        collect_bundle(cfg, ak, attesters, &nonce, level, &draft_hash).await?;
+        collect_bundle(cfg, ak, attesters, &nonce, level, draft_hash).await?;
 
     let (result, status, reasons) = match call::<_, VerifierResponse>(
         conn.as_mut(),
