@@ -140,3 +140,77 @@ impl SignedPlan {
         wire::encode(self).map_err(|e| PlanError::Format(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        reason = "test code: any failure should stop the run loudly"
+    )]
+    use super::*;
+    use crate::result::ResultSigner;
+
+    fn plan() -> CeremonyPlan {
+        CeremonyPlan {
+            version: PLAN_VERSION,
+            ceremony_id: "c1".into(),
+            mode: MODE_DKG.into(),
+            threshold: 2,
+            signers: (1u8..=3)
+                .map(|i| SignerEntry {
+                    kernel_id: format!("k{i}"),
+                    identifier: vec![i; 32],
+                })
+                .collect(),
+            reference_digest: vec![7; 32],
+            group_public_key: Vec::new(),
+            issued_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_signed_plan_opens_only_untouched_and_under_its_key() {
+        let (signer, _) = ResultSigner::generate().unwrap();
+        let (other, _) = ResultSigner::generate().unwrap();
+        let bytes = signer.sign_plan(&plan()).unwrap().encode().unwrap();
+        assert_eq!(
+            SignedPlan::open(&bytes, signer.public_key()).unwrap(),
+            plan()
+        );
+        assert!(matches!(
+            SignedPlan::open(&bytes, other.public_key()),
+            Err(PlanError::Signature)
+        ));
+        // The host lowers the threshold of a 3-of-3 plan: the signature no longer holds.
+        let mut p = plan();
+        p.threshold = 3;
+        let mut s = signer.sign_plan(&p).unwrap();
+        let mut lowered = p.clone();
+        lowered.threshold = 2;
+        s.plan = wire::encode(&lowered).unwrap();
+        assert!(matches!(
+            SignedPlan::open(&s.encode().unwrap(), signer.public_key()),
+            Err(PlanError::Signature)
+        ));
+    }
+
+    #[test]
+    fn inconsistent_plans_are_invalid() {
+        let mut p = plan();
+        p.threshold = 1;
+        assert!(p.validate().is_err());
+        let mut p = plan();
+        p.threshold = 4;
+        assert!(p.validate().is_err());
+        let mut p = plan();
+        p.signers[1].kernel_id = "k1".into();
+        assert!(p.validate().is_err());
+        let mut p = plan();
+        p.mode = MODE_REFRESH.into();
+        assert!(p.validate().is_err());
+        p.group_public_key = vec![1; 32];
+        assert!(p.validate().is_ok());
+        assert!(plan().validate().is_ok());
+    }
+}

@@ -60,6 +60,8 @@ pub struct Kernel {
     pub(crate) unsealed: RwLock<Option<Arc<RwLock<Unsealed>>>>,
     pub(crate) pending: Mutex<HashMap<Vec<u8>, crate::frost::Pending>>,
     pub(crate) ceremony: Mutex<Option<crate::dkg::Ceremony>>,
+    /// Idle connections to peers, by host port (see `frost::peer_call`).
+    pub(crate) peer_pool: Mutex<HashMap<u32, Vec<Box<dyn crate::transport::Stream>>>>,
     started: Instant,
     pub(crate) attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
     pub(crate) reattest: ReattestConfig,
@@ -141,6 +143,7 @@ impl Kernel {
             unsealed: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             ceremony: Mutex::new(None),
+            peer_pool: Mutex::new(HashMap::new()),
             started,
             attesters: Arc::new(Mutex::new(attesters)),
             reattest,
@@ -486,12 +489,7 @@ impl Kernel {
         };
         let resp = self.handle_inner(req).await;
         if let Response::Error(e) = &resp {
-            if !method.is_empty()
-                && matches!(
-                    e.code,
-                    ErrorCode::Unauthorized | ErrorCode::BadRequest | ErrorCode::QuorumLost
-                )
-            {
+            if !method.is_empty() && !matches!(e.code, ErrorCode::NotServing | ErrorCode::Busy) {
                 self.audit(
                     events::SIGNING,
                     method,

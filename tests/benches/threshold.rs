@@ -28,7 +28,7 @@ use common::*;
 use frost_ed25519 as frost;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,9 +52,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// `CLIENTS` clients calling `sign_digest` on `sockets` (round robin) for `RUN`; every
 /// signature is checked under `group`. Returns (signs/s, p50 ms, p99 ms).
 async fn load(sockets: &[PathBuf], group: &[u8]) -> (f64, f64, f64) {
-    let vk = Arc::new(
-        ed25519_dalek::VerifyingKey::from_bytes(&group.try_into().unwrap()).unwrap(),
-    );
+    let vk = Arc::new(ed25519_dalek::VerifyingKey::from_bytes(&group.try_into().unwrap()).unwrap());
     // Warm up.
     for s in sockets {
         let r = call(
@@ -270,13 +268,9 @@ fn crypto_only() -> f64 {
         .iter()
         .map(|k| frost::Identifier::derive(k.as_bytes()).unwrap())
         .collect();
-    let (shares, public) = frost::keys::generate_with_dealer(
-        3,
-        2,
-        frost::keys::IdentifierList::Custom(&ids),
-        rng,
-    )
-    .unwrap();
+    let (shares, public) =
+        frost::keys::generate_with_dealer(3, 2, frost::keys::IdentifierList::Custom(&ids), rng)
+            .unwrap();
     let kps: BTreeMap<_, _> = shares
         .into_iter()
         .map(|(i, s)| (i, frost::keys::KeyPackage::try_from(s).unwrap()))
@@ -296,7 +290,10 @@ fn crypto_only() -> f64 {
         let pkg = frost::SigningPackage::new(commitments, &msg);
         let mut sig_shares = BTreeMap::new();
         for id in &signers {
-            sig_shares.insert(*id, frost::round2::sign(&pkg, &nonces[id], &kps[id]).unwrap());
+            sig_shares.insert(
+                *id,
+                frost::round2::sign(&pkg, &nonces[id], &kps[id]).unwrap(),
+            );
         }
         let sig = frost::aggregate(&pkg, &sig_shares, &public).unwrap();
         public.verifying_key().verify(&msg, &sig).unwrap();
@@ -319,20 +316,26 @@ fn main() {
     let w2 = "KEE-2 wall W2 (100 signatures/s; goal 10x)";
     if wanted("frost_2of3_crypto_signs_per_s") {
         let v = crypto_only();
-        figures.push(json!({"name": "frost_2of3_crypto_signs_per_s", "value": v, "unit": "signs/s",
-            "peer": w2, "ratio": v / W2_SIGNS_PER_S}));
+        figures.push(
+            json!({"name": "frost_2of3_crypto_signs_per_s", "value": v, "unit": "signs/s",
+            "peer": w2, "ratio": v / W2_SIGNS_PER_S}),
+        );
     }
     if wanted("frost_2of3_signs_per_s") {
         let (v, p50, p99) = rt.block_on(in_process());
-        figures.push(json!({"name": "frost_2of3_signs_per_s", "value": v, "unit": "signs/s",
-            "peer": w2, "ratio": v / W2_SIGNS_PER_S}));
+        figures.push(
+            json!({"name": "frost_2of3_signs_per_s", "value": v, "unit": "signs/s",
+            "peer": w2, "ratio": v / W2_SIGNS_PER_S}),
+        );
         figures.push(json!({"name": "frost_2of3_signs_p50_ms", "value": p50, "unit": "ms", "peer": null, "ratio": null}));
         figures.push(json!({"name": "frost_2of3_signs_p99_ms", "value": p99, "unit": "ms", "peer": null, "ratio": null}));
     }
     if wanted("frost_2of3_signs_per_s_3proc") {
         let (v, p50, p99) = rt.block_on(three_processes());
-        figures.push(json!({"name": "frost_2of3_signs_per_s_3proc", "value": v, "unit": "signs/s",
-            "peer": w2, "ratio": v / W2_SIGNS_PER_S}));
+        figures.push(
+            json!({"name": "frost_2of3_signs_per_s_3proc", "value": v, "unit": "signs/s",
+            "peer": w2, "ratio": v / W2_SIGNS_PER_S}),
+        );
         figures.push(json!({"name": "frost_2of3_signs_3proc_p50_ms", "value": p50, "unit": "ms", "peer": null, "ratio": null}));
         figures.push(json!({"name": "frost_2of3_signs_3proc_p99_ms", "value": p99, "unit": "ms", "peer": null, "ratio": null}));
     }

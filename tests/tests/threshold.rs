@@ -475,6 +475,16 @@ async fn replayed_commitments_and_reused_sessions_are_refused() {
         m.insert(k3_id, mine);
         frost::SigningPackage::new(m, msg)
     };
+    // An unattested peer (a result the verifier did not sign) gets no commitment.
+    let mut forged = commit([9u8; 16]);
+    if let Request::FrostCommit(p) = &mut forged {
+        p.peer.result = b"self-made result".to_vec();
+    }
+    let r = call(&k1, &forged).await;
+    assert!(
+        refused(&r, ErrorCode::Unauthorized, "attestation result"),
+        "{r:?}"
+    );
     let s1 = [1u8; 16];
     let Response::FrostCommitment(c1) = call(&k1, &commit(s1)).await else {
         panic!("no commitment")
@@ -506,7 +516,7 @@ async fn replayed_commitments_and_reused_sessions_are_refused() {
         .into_iter()
         .filter(|b| b.contains("refused"))
         .count();
-    assert!(refusals >= 5, "{refusals} refusals audited");
+    assert!(refusals >= 6, "{refusals} refusals audited");
     // Honest signing is unaffected.
     let (group, _) = c.manifest_group_key("k1").await;
     let Response::Signature(s) = sign(&c, "k1", &digest).await else {
@@ -571,9 +581,16 @@ async fn refresh_keeps_the_group_key_and_old_shares_stop_working() {
     c.nodes[1].kernel.halt("test: taken down").await;
     let r = sign(&c, "k1", &[4; 32]).await;
     assert!(
-        matches!(&r, Response::Error(e) if e.message.contains("k3") || e.message.contains("aggregation")),
+        refused(
+            &r,
+            ErrorCode::Unauthorized,
+            "invalid signature share from [k3]"
+        ),
         "an old share still signs: {r:?}"
     );
+    assert!(audit_bodies(&c, "k1", events::SIGNING)
+        .iter()
+        .any(|b| b.contains("refused") && b.contains("invalid signature share")));
     let r = sign(&c, "k3", &[4; 32]).await;
     assert!(!matches!(r, Response::Signature(_)), "{r:?}");
 }
