@@ -21,6 +21,8 @@ pub const PLAN_FILE: &str = "ceremony_plan.cbor";
 pub const MODE_DKG: &str = "dkg";
 /// Mode: refresh every share (same group key, new shares).
 pub const MODE_REFRESH: &str = "refresh";
+/// Mode: repair one signer's lost share with the help of t others (same group key).
+pub const MODE_REPAIR: &str = "repair";
 
 /// Errors reading a plan.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,12 @@ pub struct CeremonyPlan {
     pub group_public_key: Vec<u8>,
     /// When the verifier issued it (Unix ms).
     pub issued_at_ms: u64,
+    /// For a repair: the t signers that help (they keep their shares).
+    #[serde(default)]
+    pub helpers: Vec<String>,
+    /// For a repair: the signer whose share is rebuilt.
+    #[serde(default)]
+    pub participant: String,
 }
 
 /// A plan and the verifier's signature over it.
@@ -106,6 +114,22 @@ impl CeremonyPlan {
         match self.mode.as_str() {
             MODE_DKG if self.group_public_key.is_empty() => Ok(()),
             MODE_REFRESH if self.group_public_key.len() == 32 => Ok(()),
+            MODE_REPAIR if self.group_public_key.len() == 32 => {
+                let named = |id: &String| self.signers.iter().any(|s| &s.kernel_id == id);
+                let mut helpers = self.helpers.clone();
+                helpers.sort_unstable();
+                helpers.dedup();
+                if helpers.len() != usize::from(self.threshold)
+                    || !self.helpers.iter().all(named)
+                    || !named(&self.participant)
+                    || self.helpers.contains(&self.participant)
+                {
+                    return Err(PlanError::Invalid(
+                        "a repair needs t distinct helpers, signers of the group, and another signer to repair".into(),
+                    ));
+                }
+                Ok(())
+            }
             m => Err(PlanError::Invalid(format!(
                 "mode `{m}` with a {}-byte group key",
                 self.group_public_key.len()
@@ -166,6 +190,8 @@ mod tests {
             reference_digest: vec![7; 32],
             group_public_key: Vec::new(),
             issued_at_ms: 1,
+            helpers: Vec::new(),
+            participant: String::new(),
         }
     }
 

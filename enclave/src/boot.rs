@@ -7,7 +7,7 @@ use crate::manifest::{GecManifest, HashLocked, MANIFEST_VERSION};
 use crate::transport::{call, CallError, TransportError};
 use attestation::ak::AttestationKey;
 use attestation::bundle::{sign_bundle, BundleClaims, BUNDLE_VERSION};
-use attestation::plan::{CeremonyPlan, SignedPlan, MODE_DKG, MODE_REFRESH, PLAN_FILE};
+use attestation::plan::{CeremonyPlan, SignedPlan, MODE_DKG, MODE_REFRESH, MODE_REPAIR, PLAN_FILE};
 use attestation::result::{verify_result, AttestationResult};
 use attestation::sealing::{self, KeyExchange, SealedShare};
 use attestation::{Attester, BindingValue, CollectError, Level, Nonce};
@@ -457,6 +457,10 @@ pub enum PendingCeremony {
     Dkg(CeremonyPlan),
     /// A refresh: unseal the current share, refresh it with the peers, reseal, then boot.
     Refresh(CeremonyPlan),
+    /// A repair, as the signer being repaired (attest, rebuild the share, seal it).
+    RepairMe(CeremonyPlan),
+    /// A repair, as a helper (unseal, help, reseal the same share marked with the plan).
+    RepairHelp(CeremonyPlan),
 }
 
 /// Reads the plan file (if any) and says what it still asks for. A plan that does not verify
@@ -496,6 +500,11 @@ pub fn pending_ceremony(cfg: &KernelConfig) -> Result<PendingCeremony, BootError
     match plan.mode.as_str() {
         MODE_DKG => Ok(PendingCeremony::Dkg(plan)),
         MODE_REFRESH if sealed.is_some() => Ok(PendingCeremony::Refresh(plan)),
+        MODE_REPAIR if plan.participant == cfg.kernel_id => Ok(PendingCeremony::RepairMe(plan)),
+        MODE_REPAIR if plan.helpers.contains(&cfg.kernel_id) && sealed.is_some() => {
+            Ok(PendingCeremony::RepairHelp(plan))
+        }
+        MODE_REPAIR => Ok(PendingCeremony::None),
         _ => Err(BootError::Share(format!(
             "ceremony plan {} asks for a refresh but there is no share to refresh",
             plan.ceremony_id

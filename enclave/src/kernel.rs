@@ -258,6 +258,47 @@ impl Kernel {
                 let (kp, pp) = crate::dkg::run(self, &plan, &u.result, Some(old)).await?;
                 boot::write_sealed(&self.cfg, &u.wrap_key, &plan, &kp, &pp)?;
             }
+            boot::PendingCeremony::RepairMe(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (repair)",
+                        plan.ceremony_id
+                    )),
+                );
+                let r = boot::attest_for_ceremony(
+                    &self.cfg,
+                    &self.ak,
+                    self.attesters.clone(),
+                    cap,
+                    &plan,
+                )
+                .await?;
+                let (kp, pp) = crate::dkg::repair(self, &plan, &r.result, None)
+                    .await?
+                    .ok_or_else(|| BootError::Other("repair gave no share".into()))?;
+                boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
+            }
+            boot::PendingCeremony::RepairHelp(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (repair helper)",
+                        plan.ceremony_id
+                    )),
+                );
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let mine = (u.key_package.clone(), u.public_package.clone());
+                crate::dkg::repair(self, &plan, &u.result, Some(mine)).await?;
+                // Same share, marked as having taken part in this plan.
+                boot::write_sealed(
+                    &self.cfg,
+                    &u.wrap_key,
+                    &plan,
+                    &u.key_package,
+                    &u.public_package,
+                )?;
+            }
         }
         boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await
     }

@@ -594,3 +594,47 @@ async fn refresh_keeps_the_group_key_and_old_shares_stop_working() {
     let r = sign(&c, "k3", &[4; 32]).await;
     assert!(!matches!(r, Response::Signature(_)), "{r:?}");
 }
+
+/// `verifier repair`: k3 is replaced and its state lost; k1 and k2 (t = 2 helpers) rebuild its
+/// share with `keys::repairable`. Same group key, no new ceremony for anyone; the repaired k3
+/// signs with k1 while k2 is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_signer_is_repaired_by_t_helpers_under_the_same_group_key() {
+    let mut c = Cluster::start(Options {
+        with_tpm: false,
+        dkg: true,
+        ..Options::default()
+    })
+    .await;
+    wait_serving(&c, Duration::from_secs(60)).await;
+    let (group, _) = c.manifest_group_key("k1").await;
+    // k3's machine is lost, with its state.
+    c.nodes[2].kernel.halt("test: machine lost").await;
+    std::fs::remove_file(c.node("k3").state_dir.join(SHARE)).unwrap();
+    let signer = verifier::service::load_signer(&c.store).unwrap();
+    let out = verifier::ceremony::plan_repair(
+        &c.store,
+        &signer,
+        "k3",
+        &["k1".to_string(), "k2".to_string()],
+        &c.dir.path().join("kernels"),
+    )
+    .unwrap();
+    assert_eq!(hex::decode(&out.group_public_key).unwrap(), group);
+    for id in ["k1", "k2", "k3"] {
+        c.restart(id, true).await;
+    }
+    wait_serving(&c, Duration::from_secs(90)).await;
+    for id in ["k1", "k2", "k3"] {
+        assert_eq!(c.manifest_group_key(id).await.0, group, "{id}");
+    }
+    assert!(audit_bodies(&c, "k3", events::DKG)
+        .iter()
+        .any(|b| b.contains("completed") && b.contains("repaired")));
+    c.nodes[1].kernel.halt("test: taken down").await;
+    let r = sign(&c, "k3", &[6; 32]).await;
+    assert!(
+        matches!(&r, Response::Signature(s) if s.signers == ["k3", "k1"] && verifies(&group, &[6; 32], &s.signature)),
+        "{r:?}"
+    );
+}

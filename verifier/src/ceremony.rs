@@ -11,7 +11,9 @@
 
 use crate::store::{Store, StoreError};
 use attestation::appraisal::AppraisalPolicy;
-use attestation::plan::{CeremonyPlan, MODE_DKG, MODE_REFRESH, PLAN_FILE, PLAN_VERSION};
+use attestation::plan::{
+    CeremonyPlan, MODE_DKG, MODE_REFRESH, MODE_REPAIR, PLAN_FILE, PLAN_VERSION,
+};
 use attestation::sealing::{self, SealedShare, SignerEntry, SEALED_SHARE_VERSION};
 use frost_ed25519 as frost;
 use std::collections::BTreeSet;
@@ -181,6 +183,8 @@ pub fn plan_dkg(
         reference_digest: reference_digest.to_vec(),
         group_public_key: Vec::new(),
         issued_at_ms: now,
+        helpers: Vec::new(),
+        participant: String::new(),
     };
     let mut regs = Vec::new();
     for id in kernel_ids {
@@ -250,6 +254,8 @@ pub fn plan_refresh(
         reference_digest,
         group_public_key: group_key.clone(),
         issued_at_ms: attestation::now_ms(),
+        helpers: Vec::new(),
+        participant: String::new(),
     };
     let plans = write_plans(signer, &plan, state_root)?;
     Ok(PlanOutput {
@@ -257,6 +263,100 @@ pub fn plan_refresh(
         mode: MODE_REFRESH.into(),
         threshold: sealed.threshold,
         signers: n,
+        group_public_key: hex::encode(group_key),
+        plans,
+    })
+}
+
+/// Plans the repair of `participant`'s share (a replaced kernel under the same id, its state
+/// lost) with the help of `helpers` (exactly t other signers, who keep their shares):
+/// `frost-ed25519` `keys::repairable`. Registers a fresh wrap key for the participant, removes
+/// whatever share file it had, and writes a signed `repair` plan for the helpers and the
+/// participant. Same group key, same threshold; no new ceremony for anyone else.
+pub fn plan_repair(
+    store: &Store,
+    signer: &attestation::result::ResultSigner,
+    participant: &str,
+    helpers: &[String],
+    state_root: &Path,
+) -> Result<PlanOutput, CeremonyError> {
+    let first = helpers
+        .first()
+        .ok_or_else(|| CeremonyError::KernelId(String::new()))?;
+    let path = state_root.join(first).join(SEALED_SHARE_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| CeremonyError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let sealed = SealedShare::decode(&bytes)?;
+    let public = frost::keys::PublicKeyPackage::deserialize(&sealed.public_key_package)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let group_key = public
+        .verifying_key()
+        .serialize()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let reference_digest = store
+        .wrap_key(first)?
+        .map(|r| r.reference_digest)
+        .ok_or_else(|| CeremonyError::KernelId(first.clone()))?;
+    let ceremony_id = hex::encode(sealing::new_wrap_key()?.get(..8).unwrap_or_default());
+    let plan = CeremonyPlan {
+        version: PLAN_VERSION,
+        ceremony_id: ceremony_id.clone(),
+        mode: MODE_REPAIR.into(),
+        threshold: sealed.threshold,
+        signers: sealed.signers.clone(),
+        reference_digest: reference_digest.clone(),
+        group_public_key: group_key.clone(),
+        issued_at_ms: attestation::now_ms(),
+        helpers: helpers.to_vec(),
+        participant: participant.to_string(),
+    };
+    plan.validate()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    store.register_kernel(
+        participant,
+        &ceremony_id,
+        &sealing::new_wrap_key()?,
+        &reference_digest,
+        &group_key,
+        attestation::now_ms(),
+    )?;
+    let old = state_root.join(participant).join(SEALED_SHARE_FILE);
+    if old.exists() {
+        std::fs::remove_file(&old).map_err(|source| CeremonyError::Write {
+            path: old.display().to_string(),
+            source,
+        })?;
+    }
+    let mut members = plan.clone();
+    members
+        .signers
+        .retain(|s| s.kernel_id == participant || helpers.contains(&s.kernel_id));
+    let signed = signer
+        .sign_plan(&plan)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?
+        .encode()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let mut plans = Vec::new();
+    for s in &members.signers {
+        let dir = state_root.join(&s.kernel_id);
+        std::fs::create_dir_all(&dir).map_err(|source| CeremonyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let p = dir.join(PLAN_FILE);
+        std::fs::write(&p, &signed).map_err(|source| CeremonyError::Write {
+            path: p.display().to_string(),
+            source,
+        })?;
+        plans.push((s.kernel_id.clone(), p));
+    }
+    Ok(PlanOutput {
+        ceremony_id,
+        mode: MODE_REPAIR.into(),
+        threshold: sealed.threshold,
+        signers: u16::try_from(sealed.signers.len()).unwrap_or(u16::MAX),
         group_public_key: hex::encode(group_key),
         plans,
     })

@@ -167,6 +167,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Plan the repair of one signer's share (a replaced kernel under the same id whose state
+    /// is lost) by exactly t helpers (`frost-ed25519` `keys::repairable`): same group key,
+    /// same threshold; registers a fresh wrap key for it. Restart the helpers and start the
+    /// replaced kernel to run it.
+    Repair {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// The signer whose share is rebuilt.
+        #[arg(long)]
+        participant: String,
+        /// A helping signer (repeat exactly t times).
+        #[arg(long = "helper")]
+        helpers: Vec<String>,
+        /// Directory holding one state directory per kernel.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Development only: a trusted dealer generates a FROST t-of-n key, seals one share per
     /// kernel and registers the wrap keys (this process sees every share; use `dkg` in
     /// production).
@@ -339,6 +360,24 @@ fn main() -> anyhow::Result<()> {
             let store = open_existing(&db)?;
             let signer = verifier::service::load_signer(&store)?;
             let out = verifier::ceremony::plan_refresh(&store, &signer, &kernel, &state_root)?;
+            print_plan(&out, json)
+        }
+        Cmd::Repair {
+            db,
+            participant,
+            helpers,
+            state_root,
+            json,
+        } => {
+            let store = open_existing(&db)?;
+            let signer = verifier::service::load_signer(&store)?;
+            let out = verifier::ceremony::plan_repair(
+                &store,
+                &signer,
+                &participant,
+                &helpers,
+                &state_root,
+            )?;
             print_plan(&out, json)
         }
         Cmd::Ceremony {
