@@ -638,3 +638,37 @@ async fn a_lost_signer_is_repaired_by_t_helpers_under_the_same_group_key() {
         "{r:?}"
     );
 }
+
+/// t-of-n is configurable: a 3-of-4 DKG signs with three kernels, and with two down (quorum
+/// lost) signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_three_of_four_dkg_signs_with_three_and_not_with_two() {
+    let c = Cluster::start(Options {
+        with_tpm: false,
+        dkg: true,
+        kernels: 4,
+        threshold: 3,
+        ..Options::default()
+    })
+    .await;
+    wait_serving(&c, Duration::from_secs(90)).await;
+    let (group, label) = c.manifest_group_key("k4").await;
+    assert_eq!(label, "frost:t-of-n:3-4");
+    let Response::Signature(s) = sign(&c, "k1", &[7; 32]).await else {
+        panic!("no signature")
+    };
+    assert_eq!(s.signers.len(), 3);
+    assert!(verifies(&group, &[7; 32], &s.signature));
+    c.nodes[1].kernel.halt("test: taken down").await;
+    let r = sign(&c, "k1", &[8; 32]).await;
+    assert!(
+        matches!(&r, Response::Signature(s) if s.signers == ["k1", "k3", "k4"]),
+        "{r:?}"
+    );
+    c.nodes[2].kernel.halt("test: taken down").await;
+    let r = sign(&c, "k1", &[9; 32]).await;
+    assert!(
+        refused(&r, ErrorCode::QuorumLost, "nothing signed"),
+        "{r:?}"
+    );
+}
