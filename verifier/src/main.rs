@@ -532,7 +532,7 @@ fn print_plan(out: &verifier::ceremony::PlanOutput, json: bool) -> anyhow::Resul
         for (k, p) in &out.plans {
             println!("  {k}: signed plan at {}", p.display());
         }
-        println!("restart the kernels to run it; `manifest` then shows the group key");
+        println!("start (or restart) the kernels to run it; `manifest` then shows the group key");
     }
     Ok(())
 }
