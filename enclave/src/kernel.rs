@@ -274,7 +274,7 @@ impl Kernel {
                     &plan,
                 )
                 .await?;
-                let (kp, pp) = crate::dkg::repair(self, &plan, &r.result, None)
+                let (kp, pp) = crate::repair::repair(self, &plan, &r.result, None)
                     .await?
                     .ok_or_else(|| BootError::Other("repair gave no share".into()))?;
                 boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
@@ -289,7 +289,7 @@ impl Kernel {
                 );
                 let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
                 let mine = (u.key_package.clone(), u.public_package.clone());
-                crate::dkg::repair(self, &plan, &u.result, Some(mine)).await?;
+                crate::repair::repair(self, &plan, &u.result, Some(mine)).await?;
                 // Same share, marked as having taken part in this plan.
                 boot::write_sealed(
                     &self.cfg,

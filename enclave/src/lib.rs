@@ -18,6 +18,7 @@ pub mod dkg;
 pub mod frost;
 pub mod kernel;
 pub mod reattest;
+pub mod repair;
 pub mod tls;
 pub mod transport;
 
