@@ -25,6 +25,7 @@ pub mod eventlog;
 pub mod evidence;
 pub mod gpu;
 pub mod manifest;
+pub mod plan;
 pub mod reference;
 pub mod result;
 pub mod sealing;

@@ -180,6 +180,22 @@ impl ResultSigner {
     pub fn public_key(&self) -> &[u8] {
         self.pair.public_key().as_ref()
     }
+    /// Signs a ceremony plan (Ed25519 over [`crate::plan::signed_message`]).
+    pub fn sign_plan(
+        &self,
+        plan: &crate::plan::CeremonyPlan,
+    ) -> Result<crate::plan::SignedPlan, ResultError> {
+        let bytes = wire::encode(plan).map_err(|e| ResultError::Encode(e.to_string()))?;
+        let signature = self
+            .pair
+            .sign(&crate::plan::signed_message(&bytes))
+            .as_ref()
+            .to_vec();
+        Ok(crate::plan::SignedPlan {
+            plan: bytes,
+            signature,
+        })
+    }
     /// Signs a result into COSE_Sign1 bytes.
     pub fn sign(&self, result: &AttestationResult) -> Result<Vec<u8>, ResultError> {
         let payload = wire::encode(result).map_err(|e| ResultError::Encode(e.to_string()))?;

@@ -63,6 +63,10 @@ pub struct SealedShare {
     pub threshold: u16,
     /// Every signer of the ceremony: kernel id and serialized FROST identifier.
     pub signers: Vec<SignerEntry>,
+    /// The ceremony (trusted-dealer run, DKG or refresh) that made this share; empty in files
+    /// written before it was recorded.
+    #[serde(default)]
+    pub ceremony_id: String,
 }
 
 /// One signer of a ceremony.

@@ -7,6 +7,7 @@ use crate::manifest::{GecManifest, HashLocked, MANIFEST_VERSION};
 use crate::transport::{call, CallError, TransportError};
 use attestation::ak::AttestationKey;
 use attestation::bundle::{sign_bundle, BundleClaims, BUNDLE_VERSION};
+use attestation::plan::{CeremonyPlan, SignedPlan, MODE_DKG, MODE_REFRESH, MODE_REPAIR, PLAN_FILE};
 use attestation::result::{verify_result, AttestationResult};
 use attestation::sealing::{self, KeyExchange, SealedShare};
 use attestation::{Attester, BindingValue, CollectError, Level, Nonce};
@@ -82,6 +83,8 @@ pub struct Unsealed {
     pub draft_hash: [u8; 32],
     /// Level the platform attester establishes.
     pub level: Level,
+    /// The wrap key the share was sealed under (a refresh reseals the new share with it).
+    pub(crate) wrap_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -164,7 +167,8 @@ pub fn manifest_draft(
     cfg: &KernelConfig,
     level: Level,
     cap_profile_hash: &[u8; 32],
-    sealed: &SealedShare,
+    threshold: u16,
+    signers: &[String],
     group_public_key: &[u8],
 ) -> GecManifest {
     GecManifest {
@@ -173,9 +177,9 @@ pub fn manifest_draft(
         kernel_id: cfg.kernel_id.clone(),
         conformance_level: level.as_str().to_string(),
         cap_profile_hash: hex::encode(cap_profile_hash),
-        frost: format!("frost:t-of-n:{}-{}", sealed.threshold, sealed.signers.len()),
+        frost: format!("frost:t-of-n:{}-{}", threshold, signers.len()),
         group_public_key: hex::encode(group_public_key),
-        signers: sealed.signers.iter().map(|s| s.kernel_id.clone()).collect(),
+        signers: signers.to_vec(),
         evidence_bundle_digest: String::new(),
         attestation_result_digest: String::new(),
         attestation_status: String::new(),
@@ -267,9 +271,97 @@ pub async fn attempt(
             .map_err(|_| BootError::Other("attester lock".into()))?;
         a.iter().find_map(|x| x.level()).unwrap_or(Level::L1)
     };
-    let draft = manifest_draft(cfg, level, &cap_profile_hash, &sealed, &group_key);
+    let ids: Vec<String> = sealed.signers.iter().map(|s| s.kernel_id.clone()).collect();
+    let draft = manifest_draft(
+        cfg,
+        level,
+        &cap_profile_hash,
+        sealed.threshold,
+        &ids,
+        &group_key,
+    );
     let draft_hash = draft.digest();
+    let r = appraise_and_release(cfg, ak, attesters, level, &draft_hash).await?;
+    if r.reference_digest != sealed.reference_digest {
+        return Err(BootError::Share(
+            "verifier released a key for other reference values".into(),
+        ));
+    }
+    let (bundle, bundle_digest, result, result_claims, wrap) = (
+        r.bundle,
+        r.bundle_digest,
+        r.result,
+        r.result_claims,
+        r.wrap_key,
+    );
+    let plain = sealing::open(
+        &wrap,
+        &sealing::share_aad(&cfg.kernel_id, &sealed.reference_digest),
+        &sealed.sealed,
+    )
+    .map_err(|e| BootError::Share(e.to_string()))?;
+    let key_package = frost::keys::KeyPackage::deserialize(&plain)
+        .map_err(|e| BootError::Share(format!("key package: {e}")))?;
+    if key_package.verifying_key() != public_package.verifying_key() {
+        return Err(BootError::Share(
+            "share does not belong to the group key".into(),
+        ));
+    }
+    // The threshold is the one inside the sealed key package; a host that edits the
+    // plaintext copy (to lower it) stops the boot.
+    if *key_package.min_signers() != sealed.threshold {
+        return Err(BootError::Share(format!(
+            "sealed share file says threshold {} but the sealed key package says {}",
+            sealed.threshold,
+            key_package.min_signers()
+        )));
+    }
 
+    let mut manifest = draft;
+    manifest.evidence_bundle_digest = hex::encode(bundle_digest);
+    manifest.attestation_result_digest = hex::encode(attestation::sha256(&result));
+    manifest.attestation_status = result_claims.status.as_str().to_string();
+    manifest.frozen_at_ms = attestation::now_ms();
+    Ok(Unsealed {
+        manifest: HashLocked::freeze(&manifest),
+        bundle,
+        result,
+        result_claims,
+        key_package,
+        public_package,
+        sealed,
+        draft_hash,
+        level,
+        wrap_key: wrap,
+    })
+}
+
+/// What an affirming appraisal released.
+pub struct Released {
+    /// The evidence bundle bytes.
+    pub bundle: Vec<u8>,
+    /// Its SHA-256.
+    pub bundle_digest: [u8; 32],
+    /// The signed result bytes.
+    pub result: Vec<u8>,
+    /// The verified result.
+    pub result_claims: AttestationResult,
+    /// The released wrap key.
+    pub wrap_key: [u8; 32],
+    /// Reference digest the verifier released it for.
+    pub reference_digest: Vec<u8>,
+}
+
+/// Nonce, evidence bound to `draft_hash`, appraisal, and release of this kernel's wrap key,
+/// on one verifier connection. Anything but an affirming, fresh result about this bundle is
+/// a refusal.
+pub async fn appraise_and_release(
+    cfg: &KernelConfig,
+    ak: &AttestationKey,
+    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    level: Level,
+    draft_hash: &[u8; 32],
+) -> Result<Released, BootError> {
     // Appraisal happens on one connection: nonce, appraise, release.
     let mut conn = cfg.vsock.dial(cfg.verifier_port).await?;
     let nonce = match call::<_, VerifierResponse>(
@@ -291,7 +383,7 @@ pub async fn attempt(
     };
 
     let (bundle, bundle_digest, kx) =
-        collect_bundle(cfg, ak, attesters, &nonce, level, &draft_hash, 0).await?;
+        collect_bundle(cfg, ak, attesters, &nonce, level, draft_hash, 0).await?;
 
     let (result, status, reasons) = match call::<_, VerifierResponse>(
         conn.as_mut(),
@@ -350,11 +442,6 @@ pub async fn attempt(
             ))
         }
     };
-    if reference_digest != sealed.reference_digest {
-        return Err(BootError::Share(
-            "verifier released a key for other reference values".into(),
-        ));
-    }
     let wrap = kx
         .open(
             &eph,
@@ -362,38 +449,145 @@ pub async fn attempt(
             &sealed_wrap,
         )
         .map_err(|e| BootError::Share(format!("released wrap key: {e}")))?;
-    let wrap: [u8; 32] = wrap
+    let wrap_key: [u8; 32] = wrap
         .as_slice()
         .try_into()
         .map_err(|_| BootError::Share("released wrap key has the wrong length".into()))?;
-    let plain = sealing::open(
-        &wrap,
-        &sealing::share_aad(&cfg.kernel_id, &sealed.reference_digest),
-        &sealed.sealed,
-    )
-    .map_err(|e| BootError::Share(e.to_string()))?;
-    let key_package = frost::keys::KeyPackage::deserialize(&plain)
-        .map_err(|e| BootError::Share(format!("key package: {e}")))?;
-    if key_package.verifying_key() != public_package.verifying_key() {
-        return Err(BootError::Share(
-            "share does not belong to the group key".into(),
-        ));
-    }
-
-    let mut manifest = draft;
-    manifest.evidence_bundle_digest = hex::encode(bundle_digest);
-    manifest.attestation_result_digest = hex::encode(attestation::sha256(&result));
-    manifest.attestation_status = result_claims.status.as_str().to_string();
-    manifest.frozen_at_ms = attestation::now_ms();
-    Ok(Unsealed {
-        manifest: HashLocked::freeze(&manifest),
+    Ok(Released {
         bundle,
+        bundle_digest,
         result,
         result_claims,
-        key_package,
-        public_package,
-        sealed,
-        draft_hash,
-        level,
+        wrap_key,
+        reference_digest,
     })
+}
+
+/// A ceremony that the verifier-signed plan in the state directory still asks of this
+/// kernel.
+#[derive(Debug)]
+pub enum PendingCeremony {
+    /// Nothing to do: unseal the share and serve.
+    None,
+    /// A DKG: attest, run it with the plan's peers, seal the share, then boot as usual.
+    Dkg(CeremonyPlan),
+    /// A refresh: unseal the current share, refresh it with the peers, reseal, then boot.
+    Refresh(CeremonyPlan),
+    /// A repair, as the signer being repaired (attest, rebuild the share, seal it).
+    RepairMe(CeremonyPlan),
+    /// A repair, as a helper (unseal, help, reseal the same share marked with the plan).
+    RepairHelp(CeremonyPlan),
+}
+
+/// Reads the plan file (if any) and says what it still asks for. A plan that does not verify
+/// under the pinned verifier key, or that does not name this kernel, stops the boot.
+pub fn pending_ceremony(cfg: &KernelConfig) -> Result<PendingCeremony, BootError> {
+    let path = cfg.state_dir.join(PLAN_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PendingCeremony::None),
+        Err(e) => {
+            return Err(BootError::Share(format!(
+                "reading `{}`: {e}",
+                path.display()
+            )))
+        }
+    };
+    let plan = SignedPlan::open(&bytes, &cfg.verifier_public_key)
+        .map_err(|e| BootError::Share(e.to_string()))?;
+    if !plan.signers.iter().any(|s| s.kernel_id == cfg.kernel_id) {
+        return Err(BootError::Share(format!(
+            "ceremony plan {} does not name `{}`",
+            plan.ceremony_id, cfg.kernel_id
+        )));
+    }
+    let share = cfg.state_dir.join(SEALED_SHARE_FILE);
+    let sealed = if share.exists() {
+        Some(load_sealed(cfg)?)
+    } else {
+        None
+    };
+    if sealed
+        .as_ref()
+        .is_some_and(|s| s.ceremony_id == plan.ceremony_id)
+    {
+        return Ok(PendingCeremony::None);
+    }
+    match plan.mode.as_str() {
+        MODE_DKG => Ok(PendingCeremony::Dkg(plan)),
+        MODE_REFRESH if sealed.is_some() => Ok(PendingCeremony::Refresh(plan)),
+        MODE_REPAIR if plan.participant == cfg.kernel_id => Ok(PendingCeremony::RepairMe(plan)),
+        MODE_REPAIR if plan.helpers.contains(&cfg.kernel_id) && sealed.is_some() => {
+            Ok(PendingCeremony::RepairHelp(plan))
+        }
+        MODE_REPAIR => Ok(PendingCeremony::None),
+        _ => Err(BootError::Share(format!(
+            "ceremony plan {} asks for a refresh but there is no share to refresh",
+            plan.ceremony_id
+        ))),
+    }
+}
+
+/// Attests for a DKG: the manifest draft names the plan's threshold and signers and no group
+/// key yet. Returns what the affirming appraisal released (the wrap key the new share will be
+/// sealed under).
+pub async fn attest_for_ceremony(
+    cfg: &KernelConfig,
+    ak: &AttestationKey,
+    attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    cap_profile_hash: [u8; 32],
+    plan: &CeremonyPlan,
+) -> Result<Released, BootError> {
+    let level = {
+        let a = attesters
+            .lock()
+            .map_err(|_| BootError::Other("attester lock".into()))?;
+        a.iter().find_map(|x| x.level()).unwrap_or(Level::L1)
+    };
+    let ids: Vec<String> = plan.signers.iter().map(|s| s.kernel_id.clone()).collect();
+    let draft = manifest_draft(cfg, level, &cap_profile_hash, plan.threshold, &ids, &[]);
+    let r = appraise_and_release(cfg, ak, attesters, level, &draft.digest()).await?;
+    if r.reference_digest != plan.reference_digest {
+        return Err(BootError::Share(
+            "verifier released a key for other reference values than the plan's".into(),
+        ));
+    }
+    Ok(r)
+}
+
+/// Seals `key_package` for this kernel under `wrap_key` (as the trusted-dealer ceremony
+/// does) and replaces `sealed_share.cbor` atomically.
+pub fn write_sealed(
+    cfg: &KernelConfig,
+    wrap_key: &[u8; 32],
+    plan: &CeremonyPlan,
+    key_package: &frost::keys::KeyPackage,
+    public_package: &frost::keys::PublicKeyPackage,
+) -> Result<(), BootError> {
+    let plain = key_package
+        .serialize()
+        .map_err(|e| BootError::Share(e.to_string()))?;
+    let public = public_package
+        .serialize()
+        .map_err(|e| BootError::Share(e.to_string()))?;
+    let aad = sealing::share_aad(&cfg.kernel_id, &plan.reference_digest);
+    let sealed = SealedShare {
+        version: sealing::SEALED_SHARE_VERSION,
+        kernel_id: cfg.kernel_id.clone(),
+        reference_digest: plan.reference_digest.clone(),
+        sealed: sealing::seal(wrap_key, &aad, &plain)
+            .map_err(|e| BootError::Share(e.to_string()))?,
+        public_key_package: public,
+        threshold: plan.threshold,
+        signers: plan.signers.clone(),
+        ceremony_id: plan.ceremony_id.clone(),
+    };
+    let bytes = sealed
+        .encode()
+        .map_err(|e| BootError::Share(e.to_string()))?;
+    let path = cfg.state_dir.join(SEALED_SHARE_FILE);
+    let tmp = cfg.state_dir.join(format!("{SEALED_SHARE_FILE}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| BootError::Share(format!("writing `{}`: {e}", path.display())))
 }

@@ -56,7 +56,7 @@ fn auth_message(method: &str, session_id: &[u8], target: &str, payload: &[u8]) -
     m
 }
 
-fn make_auth(
+pub(crate) fn make_auth(
     k: &Kernel,
     result: &[u8],
     method: &str,
@@ -76,7 +76,7 @@ fn make_auth(
 }
 
 /// Checks a peer's credentials; returns the reason on failure.
-fn check_auth(
+pub(crate) fn check_auth(
     k: &Kernel,
     signers: &[String],
     auth: &PeerAuth,
@@ -272,7 +272,8 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
             g.public_package.clone(),
             // The latest affirming re-attestation result (the boot one expires).
             k.peer_credential().unwrap_or_else(|| g.result.clone()),
-            usize::from(g.sealed.threshold),
+            // The threshold inside the sealed key package (boot checked the file agrees).
+            usize::from(*g.key_package.min_signers()),
             g.sealed.signers.clone(),
         )
     };
@@ -409,10 +410,28 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
     let sig = match frost::aggregate(&pkg, &shares, &public) {
         Ok(s) => s,
         Err(e) => {
+            // Cheater detection names the signer whose share does not verify (a share over
+            // another message, or from a share that is not the group's current one).
+            let culprits: Vec<String> = match &e {
+                frost::Error::InvalidSignatureShare { culprits } => culprits
+                    .iter()
+                    .map(|c| {
+                        joined
+                            .iter()
+                            .find(|(_, _, id)| id == c)
+                            .map(|(p, _, _)| p.clone())
+                            .unwrap_or_else(|| k.cfg.kernel_id.clone())
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
             return Response::error(
-                ErrorCode::Internal,
-                format!("aggregation failed (a share was invalid): {e}"),
-            )
+                ErrorCode::Unauthorized,
+                format!(
+                    "aggregation failed: invalid signature share from [{}] (wrong message or stale share): {e}; nothing signed",
+                    culprits.join(", ")
+                ),
+            );
         }
     };
     if public.verifying_key().verify(digest, &sig).is_err() {
@@ -442,25 +461,57 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
     })
 }
 
-async fn peer_call(
+/// Most idle connections kept open per peer port.
+pub const POOL_PER_PEER: usize = 32;
+
+/// One request to the peer behind host port `port`, on a pooled connection when one is
+/// idle (a peer serves many requests per connection); a pooled connection that fails (closed
+/// by an idle timeout or a restart) or answers `not_serving` is dropped and the request goes
+/// once more on a fresh one.
+/// The answer is whatever the peer said; the caller judges it.
+pub(crate) async fn peer_call(
     k: &Kernel,
     port: u32,
     req: &Request,
     timeout: Duration,
 ) -> Result<Response, String> {
+    let pooled = k
+        .peer_pool
+        .lock()
+        .ok()
+        .and_then(|mut p| p.get_mut(&port).and_then(Vec::pop));
     let fut = async {
+        if let Some(mut s) = pooled {
+            match call::<_, Response>(s.as_mut(), req).await {
+                // "Not serving" on an old connection may come from an instance that has been
+                // replaced since (a restarted kernel): ask the one serving now.
+                Ok(Response::Error(e)) if e.code == ErrorCode::NotServing => {}
+                Ok(r) => return Ok((r, s)),
+                Err(_) => {}
+            }
+        }
         let mut s = k
             .cfg
             .vsock
             .dial(port)
             .await
             .map_err(|e| crate::boot::error_chain(&e))?;
-        call::<_, Response>(s.as_mut(), req)
+        let r = call::<_, Response>(s.as_mut(), req)
             .await
-            .map_err(|e| crate::boot::error_chain(&e))
+            .map_err(|e| crate::boot::error_chain(&e))?;
+        Ok((r, s))
     };
     match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
+        Ok(Ok((r, s))) => {
+            if let Ok(mut p) = k.peer_pool.lock() {
+                let idle = p.entry(port).or_default();
+                if idle.len() < POOL_PER_PEER {
+                    idle.push(s);
+                }
+            }
+            Ok(r)
+        }
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }

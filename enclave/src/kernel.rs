@@ -33,6 +33,9 @@ pub mod events {
     pub const SIGNING: &str = "soos.governance.kia.signing";
     /// The kernel halted (fail closed).
     pub const HALT: &str = "soos.governance.halt";
+    /// A key ceremony (DKG or refresh) step: started, completed, failed, or a peer message
+    /// refused (with the reason).
+    pub const DKG: &str = "soos.governance.kia.dkg";
     /// A catalog update staged (phase 1), with its version and `cap_profile_hash`.
     pub const CATALOG_STAGED: &str = "soos.governance.catalog.staged";
     /// A catalog update refused, with the check that failed.
@@ -62,6 +65,9 @@ pub struct Kernel {
     status: RwLock<Status>,
     pub(crate) unsealed: RwLock<Option<Arc<RwLock<Unsealed>>>>,
     pub(crate) pending: Mutex<HashMap<Vec<u8>, crate::frost::Pending>>,
+    pub(crate) ceremony: Mutex<Option<crate::dkg::Ceremony>>,
+    /// Idle connections to peers, by host port (see `frost::peer_call`).
+    pub(crate) peer_pool: Mutex<HashMap<u32, Vec<Box<dyn crate::transport::Stream>>>>,
     started: Instant,
     pub(crate) attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
     pub(crate) reattest: ReattestConfig,
@@ -150,6 +156,8 @@ impl Kernel {
             }),
             unsealed: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
+            ceremony: Mutex::new(None),
+            peer_pool: Mutex::new(HashMap::new()),
             started,
             attesters: Arc::new(Mutex::new(attesters)),
             reattest,
@@ -226,6 +234,91 @@ impl Kernel {
         }
     }
 
+    /// Audits one event of `kind` (a ceremony or signing refusal, say).
+    pub(crate) async fn audit_event(&self, kind: &str, session: &str, body: &impl Serialize) {
+        self.audit(kind, session, body).await;
+    }
+
+    /// One boot attempt, running first whatever ceremony the signed plan still asks for: a DKG
+    /// (attest, run it with the peers, seal the share) or a refresh (unseal, refresh, reseal).
+    /// Either way the kernel then unseals its (new) share as on any boot.
+    async fn boot_once(self: &Arc<Self>, cap: [u8; 32]) -> Result<Unsealed, BootError> {
+        match boot::pending_ceremony(&self.cfg)? {
+            boot::PendingCeremony::None => {}
+            boot::PendingCeremony::Dkg(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!("running key ceremony {} (dkg)", plan.ceremony_id)),
+                );
+                let r = boot::attest_for_ceremony(
+                    &self.cfg,
+                    &self.ak,
+                    self.attesters.clone(),
+                    cap,
+                    &plan,
+                )
+                .await?;
+                let (kp, pp) = crate::dkg::run(self, &plan, &r.result, None).await?;
+                boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
+            }
+            boot::PendingCeremony::Refresh(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (refresh)",
+                        plan.ceremony_id
+                    )),
+                );
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let old = (u.key_package.clone(), u.public_package.clone());
+                let (kp, pp) = crate::dkg::run(self, &plan, &u.result, Some(old)).await?;
+                boot::write_sealed(&self.cfg, &u.wrap_key, &plan, &kp, &pp)?;
+            }
+            boot::PendingCeremony::RepairMe(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (repair)",
+                        plan.ceremony_id
+                    )),
+                );
+                let r = boot::attest_for_ceremony(
+                    &self.cfg,
+                    &self.ak,
+                    self.attesters.clone(),
+                    cap,
+                    &plan,
+                )
+                .await?;
+                let (kp, pp) = crate::repair::repair(self, &plan, &r.result, None)
+                    .await?
+                    .ok_or_else(|| BootError::Other("repair gave no share".into()))?;
+                boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
+            }
+            boot::PendingCeremony::RepairHelp(plan) => {
+                self.set_status(
+                    KernelState::Booting,
+                    Some(format!(
+                        "running key ceremony {} (repair helper)",
+                        plan.ceremony_id
+                    )),
+                );
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let mine = (u.key_package.clone(), u.public_package.clone());
+                crate::repair::repair(self, &plan, &u.result, Some(mine)).await?;
+                // Same share, marked as having taken part in this plan.
+                boot::write_sealed(
+                    &self.cfg,
+                    &u.wrap_key,
+                    &plan,
+                    &u.key_package,
+                    &u.public_package,
+                )?;
+            }
+        }
+        boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await
+    }
+
     /// Steps 2-7: appraise and unseal, retrying with backoff while the verifier is
     /// unreachable; a refusal stops here with the share sealed.
     pub async fn boot(self: &Arc<Self>) -> KernelState {
@@ -234,7 +327,7 @@ impl Kernel {
         let cap = self.engine.cap_profile_hash();
         loop {
             attempts += 1;
-            match boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await {
+            match self.boot_once(cap).await {
                 Ok(unsealed) => {
                     let status = unsealed.result_claims.status.as_str().to_string();
                     let result = unsealed.result.clone();
@@ -419,6 +512,17 @@ impl Kernel {
         if let Ok(mut u) = self.unsealed.write() {
             *u = None;
         }
+        if let Ok(mut c) = self.ceremony.lock() {
+            *c = None;
+        }
+        // A halted kernel never attests again: release its attesters (and TPM objects).
+        let attesters = self.attesters.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut a) = attesters.lock() {
+                a.clear();
+            }
+        })
+        .await;
         tracing::error!(kernel = %self.cfg.kernel_id, %reason, "halted");
         self.audit(events::HALT, "boot", &reason).await;
     }
@@ -433,10 +537,36 @@ impl Kernel {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request. Refused signing calls are audited with the reason.
     pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
-        if let Request::Health = req {
-            return Response::Health(self.health());
+        let (method, peer) = match &req {
+            Request::SignDigest(_) => ("sign_digest", String::new()),
+            Request::FrostCommit(p) => ("frost_commit", p.peer.kernel_id.clone()),
+            Request::FrostSign(p) => ("frost_sign", p.peer.kernel_id.clone()),
+            _ => ("", String::new()),
+        };
+        let resp = self.handle_inner(req).await;
+        if let Response::Error(e) = &resp {
+            if !method.is_empty() && !matches!(e.code, ErrorCode::NotServing | ErrorCode::Busy) {
+                self.audit(
+                    events::SIGNING,
+                    method,
+                    &("refused", method, &peer, &e.message),
+                )
+                .await;
+            }
+        }
+        resp
+    }
+
+    async fn handle_inner(self: &Arc<Self>, req: Request) -> Response {
+        match req {
+            Request::Health => return Response::Health(self.health()),
+            // Ceremony messages arrive before this kernel serves (it is attested, not yet
+            // unsealed); the ceremony state authenticates them.
+            Request::DkgRound1(p) => return crate::dkg::on_round1(self, &p).await,
+            Request::DkgRound2(p) => return crate::dkg::on_round2(self, &p).await,
+            _ => {}
         }
         let unsealed = match self.serving().await {
             Ok(u) => u,
@@ -468,6 +598,9 @@ impl Kernel {
                 Some(r) => r,
                 None => crate::frost::sign_share(self, &p).await,
             },
+            Request::DkgRound1(_) | Request::DkgRound2(_) => {
+                Response::error(ErrorCode::Internal, "ceremony message not routed")
+            }
             Request::CatalogUpdate(p) => self.stage_catalog(&p.signed).await,
         }
     }

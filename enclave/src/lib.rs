@@ -15,10 +15,12 @@ pub mod boot;
 pub mod catalog;
 pub mod cedar;
 pub mod config;
+pub mod dkg;
 pub mod frost;
 pub mod kernel;
 pub mod pid1;
 pub mod reattest;
+pub mod repair;
 pub mod tls;
 pub mod transport;
 

@@ -171,6 +171,7 @@ fn state_seeds() -> Res<()> {
                 identifier: vec![i; 32],
             })
             .collect(),
+        ceremony_id: String::new(),
     };
     write("sealed_share", "two_of_three.cbor", &share.encode()?)?;
 

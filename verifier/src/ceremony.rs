@@ -1,9 +1,19 @@
-//! The FROST key ceremony (trusted dealer; DKG arrives with its own issue): a t-of-n
-//! Ed25519 group key whose shares are sealed, one per kernel, under fresh wrap keys that only
-//! the verifier keeps.
+//! FROST key ceremonies.
+//!
+//! * [`plan_dkg`] (production): the verifier registers a fresh wrap key per kernel and writes a
+//!   signed [`CeremonyPlan`] into each kernel's state directory; the kernels, once attested,
+//!   run the DKG among themselves (`enclave::dkg`) and seal their own shares under the wrap
+//!   key released to them. No party ever holds the group secret.
+//! * [`plan_refresh`]: a signed plan that has the same kernels refresh their shares (same group
+//!   key, same threshold, new shares).
+//! * [`run`] (development only): a trusted dealer in this process generates the key and seals
+//!   the shares; the dealer saw every share.
 
 use crate::store::{Store, StoreError};
 use attestation::appraisal::AppraisalPolicy;
+use attestation::plan::{
+    CeremonyPlan, MODE_DKG, MODE_REFRESH, MODE_REPAIR, PLAN_FILE, PLAN_VERSION,
+};
 use attestation::sealing::{self, SealedShare, SignerEntry, SEALED_SHARE_VERSION};
 use frost_ed25519 as frost;
 use std::collections::BTreeSet;
@@ -80,7 +90,279 @@ fn valid_kernel_id(id: &str) -> bool {
         && !id.starts_with('.')
 }
 
-/// Runs the ceremony: generates the key, seals each share for its kernel under
+/// What a plan run produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanOutput {
+    /// Random id of the ceremony.
+    pub ceremony_id: String,
+    /// `dkg` or `refresh`.
+    pub mode: String,
+    /// Threshold t.
+    pub threshold: u16,
+    /// Signers n.
+    pub signers: u16,
+    /// For a refresh, the group key that stays (hex); empty for a DKG.
+    pub group_public_key: String,
+    /// Where each kernel's signed plan was written.
+    pub plans: Vec<(String, PathBuf)>,
+}
+
+fn write_plans(
+    signer: &attestation::result::ResultSigner,
+    plan: &CeremonyPlan,
+    state_root: &Path,
+) -> Result<Vec<(String, PathBuf)>, CeremonyError> {
+    let signed = signer
+        .sign_plan(plan)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let bytes = signed
+        .encode()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let mut out = Vec::new();
+    for s in &plan.signers {
+        let dir = state_root.join(&s.kernel_id);
+        std::fs::create_dir_all(&dir).map_err(|source| CeremonyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(PLAN_FILE);
+        std::fs::write(&path, &bytes).map_err(|source| CeremonyError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        out.push((s.kernel_id.clone(), path));
+    }
+    Ok(out)
+}
+
+fn check_ids(threshold: u16, kernel_ids: &[String]) -> Result<u16, CeremonyError> {
+    let n = u16::try_from(kernel_ids.len()).unwrap_or(u16::MAX);
+    if threshold < 2 || threshold > n || n > 255 {
+        return Err(CeremonyError::Threshold { t: threshold, n });
+    }
+    let mut seen = BTreeSet::new();
+    for id in kernel_ids {
+        if !valid_kernel_id(id) || !seen.insert(id.as_str()) {
+            return Err(CeremonyError::KernelId(id.clone()));
+        }
+    }
+    Ok(n)
+}
+
+/// Plans a DKG among `kernel_ids` (t = `threshold`): registers a fresh wrap key per kernel
+/// (under `policy`'s reference digest; no group key yet), removes any earlier share from each
+/// kernel's state directory and writes the plan, signed with the verifier's result key, as
+/// `<state_root>/<kernel>/ceremony_plan.cbor`. Identifiers derive from the kernel ids.
+pub fn plan_dkg(
+    store: &Store,
+    policy: &AppraisalPolicy,
+    signer: &attestation::result::ResultSigner,
+    threshold: u16,
+    kernel_ids: &[String],
+    state_root: &Path,
+) -> Result<PlanOutput, CeremonyError> {
+    let n = check_ids(threshold, kernel_ids)?;
+    let mut signers = Vec::new();
+    for id in kernel_ids {
+        let ident = frost::Identifier::derive(id.as_bytes())
+            .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+        signers.push(SignerEntry {
+            kernel_id: id.clone(),
+            identifier: ident.serialize(),
+        });
+    }
+    let reference_digest = policy.reference_digest();
+    let ceremony_id = hex::encode(sealing::new_wrap_key()?.get(..8).unwrap_or_default());
+    let now = attestation::now_ms();
+    let plan = CeremonyPlan {
+        version: PLAN_VERSION,
+        ceremony_id: ceremony_id.clone(),
+        mode: MODE_DKG.into(),
+        threshold,
+        signers,
+        reference_digest: reference_digest.to_vec(),
+        group_public_key: Vec::new(),
+        issued_at_ms: now,
+        helpers: Vec::new(),
+        participant: String::new(),
+    };
+    let mut regs = Vec::new();
+    for id in kernel_ids {
+        regs.push(crate::store::Registration {
+            kernel_id: id.clone(),
+            ceremony_id: ceremony_id.clone(),
+            wrap_key: sealing::new_wrap_key()?,
+            reference_digest: reference_digest.to_vec(),
+            group_public_key: Vec::new(),
+        });
+        let old = state_root.join(id).join(SEALED_SHARE_FILE);
+        if old.exists() {
+            std::fs::remove_file(&old).map_err(|source| CeremonyError::Write {
+                path: old.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    store.register_kernels(&regs, now)?;
+    let plans = write_plans(signer, &plan, state_root)?;
+    Ok(PlanOutput {
+        ceremony_id,
+        mode: MODE_DKG.into(),
+        threshold,
+        signers: n,
+        group_public_key: String::new(),
+        plans,
+    })
+}
+
+/// Plans a refresh of every share of `kernel`'s group (its sealed share under `state_root`
+/// names the signers): same signers, same threshold (a refresh never changes it, and each
+/// kernel checks the plan's threshold against its sealed key package), same group key. Wrap
+/// keys stay; each kernel reseals its new share.
+pub fn plan_refresh(
+    store: &Store,
+    signer: &attestation::result::ResultSigner,
+    kernel: &str,
+    state_root: &Path,
+) -> Result<PlanOutput, CeremonyError> {
+    let first = &kernel.to_string();
+    let path = state_root.join(first).join(SEALED_SHARE_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| CeremonyError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let sealed = SealedShare::decode(&bytes)?;
+    let ids: Vec<String> = sealed.signers.iter().map(|s| s.kernel_id.clone()).collect();
+    let n = check_ids(sealed.threshold, &ids)?;
+    let public = frost::keys::PublicKeyPackage::deserialize(&sealed.public_key_package)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let group_key = public
+        .verifying_key()
+        .serialize()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let reference_digest = store
+        .wrap_key(first)?
+        .map(|r| r.reference_digest)
+        .ok_or_else(|| CeremonyError::KernelId(first.clone()))?;
+    let ceremony_id = hex::encode(sealing::new_wrap_key()?.get(..8).unwrap_or_default());
+    let plan = CeremonyPlan {
+        version: PLAN_VERSION,
+        ceremony_id: ceremony_id.clone(),
+        mode: MODE_REFRESH.into(),
+        threshold: sealed.threshold,
+        signers: sealed.signers.clone(),
+        reference_digest,
+        group_public_key: group_key.clone(),
+        issued_at_ms: attestation::now_ms(),
+        helpers: Vec::new(),
+        participant: String::new(),
+    };
+    let plans = write_plans(signer, &plan, state_root)?;
+    Ok(PlanOutput {
+        ceremony_id,
+        mode: MODE_REFRESH.into(),
+        threshold: sealed.threshold,
+        signers: n,
+        group_public_key: hex::encode(group_key),
+        plans,
+    })
+}
+
+/// Plans the repair of `participant`'s share (a replaced kernel under the same id, its state
+/// lost) with the help of `helpers` (exactly t other signers, who keep their shares):
+/// `frost-ed25519` `keys::repairable`. Registers a fresh wrap key for the participant, removes
+/// whatever share file it had, and writes a signed `repair` plan for the helpers and the
+/// participant. Same group key, same threshold; no new ceremony for anyone else.
+pub fn plan_repair(
+    store: &Store,
+    signer: &attestation::result::ResultSigner,
+    participant: &str,
+    helpers: &[String],
+    state_root: &Path,
+) -> Result<PlanOutput, CeremonyError> {
+    let first = helpers
+        .first()
+        .ok_or_else(|| CeremonyError::KernelId(String::new()))?;
+    let path = state_root.join(first).join(SEALED_SHARE_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| CeremonyError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let sealed = SealedShare::decode(&bytes)?;
+    let public = frost::keys::PublicKeyPackage::deserialize(&sealed.public_key_package)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let group_key = public
+        .verifying_key()
+        .serialize()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let reference_digest = store
+        .wrap_key(first)?
+        .map(|r| r.reference_digest)
+        .ok_or_else(|| CeremonyError::KernelId(first.clone()))?;
+    let ceremony_id = hex::encode(sealing::new_wrap_key()?.get(..8).unwrap_or_default());
+    let plan = CeremonyPlan {
+        version: PLAN_VERSION,
+        ceremony_id: ceremony_id.clone(),
+        mode: MODE_REPAIR.into(),
+        threshold: sealed.threshold,
+        signers: sealed.signers.clone(),
+        reference_digest: reference_digest.clone(),
+        group_public_key: group_key.clone(),
+        issued_at_ms: attestation::now_ms(),
+        helpers: helpers.to_vec(),
+        participant: participant.to_string(),
+    };
+    plan.validate()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    store.register_kernel(
+        participant,
+        &ceremony_id,
+        &sealing::new_wrap_key()?,
+        &reference_digest,
+        &group_key,
+        attestation::now_ms(),
+    )?;
+    let old = state_root.join(participant).join(SEALED_SHARE_FILE);
+    if old.exists() {
+        std::fs::remove_file(&old).map_err(|source| CeremonyError::Write {
+            path: old.display().to_string(),
+            source,
+        })?;
+    }
+    let mut members = plan.clone();
+    members
+        .signers
+        .retain(|s| s.kernel_id == participant || helpers.contains(&s.kernel_id));
+    let signed = signer
+        .sign_plan(&plan)
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?
+        .encode()
+        .map_err(|e| CeremonyError::Frost(e.to_string()))?;
+    let mut plans = Vec::new();
+    for s in &members.signers {
+        let dir = state_root.join(&s.kernel_id);
+        std::fs::create_dir_all(&dir).map_err(|source| CeremonyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let p = dir.join(PLAN_FILE);
+        std::fs::write(&p, &signed).map_err(|source| CeremonyError::Write {
+            path: p.display().to_string(),
+            source,
+        })?;
+        plans.push((s.kernel_id.clone(), p));
+    }
+    Ok(PlanOutput {
+        ceremony_id,
+        mode: MODE_REPAIR.into(),
+        threshold: sealed.threshold,
+        signers: u16::try_from(sealed.signers.len()).unwrap_or(u16::MAX),
+        group_public_key: hex::encode(group_key),
+        plans,
+    })
+}
+
+/// Development only: a trusted dealer. Runs the ceremony: generates the key, seals each share for its kernel under
 /// `policy`'s reference digest, writes `<state_root>/<kernel>/sealed_share.cbor`, and
 /// registers each kernel's wrap key in `store`.
 pub fn run(
@@ -143,12 +425,21 @@ pub fn run(
             public_key_package: public_bytes.clone(),
             threshold,
             signers: signers.clone(),
+            ceremony_id: ceremony_id.clone(),
         };
         let dir = state_root.join(kernel_id);
         std::fs::create_dir_all(&dir).map_err(|source| CeremonyError::Write {
             path: dir.display().to_string(),
             source,
         })?;
+        // A dealt share replaces whatever ceremony was planned before.
+        let stale_plan = dir.join(PLAN_FILE);
+        if stale_plan.exists() {
+            std::fs::remove_file(&stale_plan).map_err(|source| CeremonyError::Write {
+                path: stale_plan.display().to_string(),
+                source,
+            })?;
+        }
         let path = dir.join(SEALED_SHARE_FILE);
         std::fs::write(&path, sealed.encode()?).map_err(|source| CeremonyError::Write {
             path: path.display().to_string(),

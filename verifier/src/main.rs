@@ -124,7 +124,73 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a FROST t-of-n key, seal one share per kernel, register the wrap keys.
+    /// Plan a distributed key generation among freshly booted kernels (production path):
+    /// registers a fresh wrap key per kernel and writes a verifier-signed plan
+    /// (`ceremony_plan.cbor`: threshold, signers) into each kernel's state directory. The
+    /// kernels run the DKG among themselves once attested and seal their own shares.
+    Dkg {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Appraisal policy (its reference values bind the sealed shares).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Threshold t (at least 2).
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Signers n.
+        #[arg(long, default_value_t = 3)]
+        signers: u16,
+        /// Kernel ids (default k1..kn).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Directory holding one state directory per kernel.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a refresh of every share of a group (same group key and threshold, new shares):
+    /// writes a verifier-signed refresh plan for each signer; restarted kernels run it.
+    Refresh {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Any kernel of the group (its sealed share names the signers).
+        #[arg(long)]
+        kernel: String,
+        /// Directory holding one state directory per kernel.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan the repair of one signer's share (a replaced kernel under the same id whose state
+    /// is lost) by exactly t helpers (`frost-ed25519` `keys::repairable`): same group key,
+    /// same threshold; registers a fresh wrap key for it. Restart the helpers and start the
+    /// replaced kernel to run it.
+    Repair {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// The signer whose share is rebuilt.
+        #[arg(long)]
+        participant: String,
+        /// A helping signer (repeat exactly t times).
+        #[arg(long = "helper")]
+        helpers: Vec<String>,
+        /// Directory holding one state directory per kernel.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Development only: a trusted dealer generates a FROST t-of-n key, seals one share per
+    /// kernel and registers the wrap keys (this process sees every share; use `dkg` in
+    /// production).
     Ceremony {
         /// SQLite state file.
         #[arg(long)]
@@ -254,6 +320,65 @@ fn main() -> anyhow::Result<()> {
                 handle.stop();
                 anyhow::Ok(())
             })
+        }
+        Cmd::Dkg {
+            db,
+            policy,
+            threshold,
+            signers,
+            kernels,
+            state_root,
+            json,
+        } => {
+            let policy = load_policy(&policy)?;
+            let kernels = if kernels.is_empty() {
+                (1..=signers).map(|i| format!("k{i}")).collect()
+            } else {
+                kernels
+            };
+            if kernels.len() != usize::from(signers) {
+                anyhow::bail!("{} kernel ids given for {signers} signers", kernels.len());
+            }
+            let store = verifier::Store::open(&db).context("opening the verifier database")?;
+            let signer = verifier::service::load_signer(&store)?;
+            let out = verifier::ceremony::plan_dkg(
+                &store,
+                &policy,
+                &signer,
+                threshold,
+                &kernels,
+                &state_root,
+            )?;
+            print_plan(&out, json)
+        }
+        Cmd::Refresh {
+            db,
+            kernel,
+            state_root,
+            json,
+        } => {
+            let store = open_existing(&db)?;
+            let signer = verifier::service::load_signer(&store)?;
+            let out = verifier::ceremony::plan_refresh(&store, &signer, &kernel, &state_root)?;
+            print_plan(&out, json)
+        }
+        Cmd::Repair {
+            db,
+            participant,
+            helpers,
+            state_root,
+            json,
+        } => {
+            let store = open_existing(&db)?;
+            let signer = verifier::service::load_signer(&store)?;
+            let out = verifier::ceremony::plan_repair(
+                &store,
+                &signer,
+                &participant,
+                &helpers,
+                &state_root,
+            )?;
+            print_plan(&out, json)
         }
         Cmd::Ceremony {
             db,
@@ -391,4 +516,23 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_plan(out: &verifier::ceremony::PlanOutput, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(out)?);
+    } else {
+        println!(
+            "ceremony {} ({}): frost:t-of-n:{}-{}",
+            out.ceremony_id, out.mode, out.threshold, out.signers
+        );
+        if !out.group_public_key.is_empty() {
+            println!("group public key (unchanged): {}", out.group_public_key);
+        }
+        for (k, p) in &out.plans {
+            println!("  {k}: signed plan at {}", p.display());
+        }
+        println!("start (or restart) the kernels to run it; `manifest` then shows the group key");
+    }
+    Ok(())
 }

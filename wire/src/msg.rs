@@ -23,6 +23,11 @@ pub mod method {
     /// A publisher-signed catalog (CAP profile) update to stage (KEE-1 P4, KEE-2 D4).
     pub const CATALOG_UPDATE: &str = "catalog_update";
     /// Every method the enclave knows.
+    /// Peer, DKG/refresh round 1: a kernel's round-1 package (commitment and proof of
+    /// knowledge) and the X25519 key the target seals its round-2 package to.
+    pub const DKG_ROUND1: &str = "dkg_round1";
+    /// Peer, DKG/refresh round 2: a round-2 package (a secret share), sealed to the target.
+    pub const DKG_ROUND2: &str = "dkg_round2";
     pub const ALL: &[&str] = &[
         HEALTH,
         MANIFEST,
@@ -30,6 +35,8 @@ pub mod method {
         SIGN_DIGEST,
         FROST_COMMIT,
         FROST_SIGN,
+        DKG_ROUND1,
+        DKG_ROUND2,
         CATALOG_UPDATE,
     ];
 }
@@ -57,6 +64,10 @@ pub enum Request {
     FrostCommit(FrostCommitParams),
     /// See [`method::FROST_SIGN`].
     FrostSign(FrostSignParams),
+    /// DKG/refresh round 1 (peer).
+    DkgRound1(DkgRound1Params),
+    /// DKG/refresh round 2 (peer).
+    DkgRound2(DkgRound2Params),
     /// See [`method::CATALOG_UPDATE`].
     CatalogUpdate(CatalogUpdateParams),
 }
@@ -97,6 +108,8 @@ impl Request {
             Request::SignDigest(_) => method::SIGN_DIGEST,
             Request::FrostCommit(_) => method::FROST_COMMIT,
             Request::FrostSign(_) => method::FROST_SIGN,
+            Request::DkgRound1(_) => method::DKG_ROUND1,
+            Request::DkgRound2(_) => method::DKG_ROUND2,
             Request::CatalogUpdate(_) => method::CATALOG_UPDATE,
         }
     }
@@ -177,6 +190,53 @@ pub struct FrostSignParams {
 }
 
 /// A response from the enclave.
+/// `dkg_round1` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DkgRound1Params {
+    /// The ceremony (from the verifier-signed plan).
+    pub ceremony_id: String,
+    /// SHA-256 of the plan: every participant must run the same one.
+    #[serde(with = "serde_bytes")]
+    pub plan_hash: Vec<u8>,
+    /// Serialized FROST `dkg::round1::Package`.
+    #[serde(with = "serde_bytes")]
+    pub package: Vec<u8>,
+    /// X25519 public key the target seals its round-2 package for the sender to.
+    #[serde(with = "serde_bytes")]
+    pub kx_public: Vec<u8>,
+    /// The kernel this is for.
+    pub target_kernel_id: String,
+    /// The sender's credentials.
+    pub peer: PeerAuth,
+}
+
+/// `dkg_round2` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DkgRound2Params {
+    /// The ceremony.
+    pub ceremony_id: String,
+    /// SHA-256 of the plan.
+    #[serde(with = "serde_bytes")]
+    pub plan_hash: Vec<u8>,
+    /// Ephemeral X25519 key of the seal.
+    #[serde(with = "serde_bytes")]
+    pub ephemeral_public: Vec<u8>,
+    /// The serialized `dkg::round2::Package`, sealed to the target's round-1 X25519 key.
+    #[serde(with = "serde_bytes")]
+    pub sealed_package: Vec<u8>,
+    /// The kernel this is for.
+    pub target_kernel_id: String,
+    /// The sender's credentials.
+    pub peer: PeerAuth,
+}
+
+/// A ceremony message accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DkgAckInfo {
+    /// 1 or 2.
+    pub round: u8,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
 pub enum Response {
@@ -192,6 +252,8 @@ pub enum Response {
     FrostCommitment(FrostCommitmentInfo),
     /// Answer to `frost_sign`.
     FrostShare(FrostShareInfo),
+    /// A ceremony message was accepted (round 1 or 2).
+    DkgAck(DkgAckInfo),
     /// Answer to `catalog_update`.
     CatalogStaged(CatalogStagedInfo),
     /// Any refusal or failure.

@@ -84,10 +84,10 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
 
     log(
         json_mode,
-        "ceremony: FROST 2-of-3 key, one sealed share per kernel",
+        "ceremony: FROST 2-of-3 distributed key generation planned (signed plan per kernel); the kernels make the key among themselves once attested",
     );
     let out = Command::new(bin.join("verifier"))
-        .args(["ceremony", "--json", "--threshold", "2", "--signers", "3"])
+        .args(["dkg", "--json", "--threshold", "2", "--signers", "3"])
         .arg("--db")
         .arg(&db)
         .arg("--policy")
@@ -101,11 +101,9 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         "ceremony failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ceremony: Value = serde_json::from_slice(&out.stdout)?;
-    let group_key = ceremony["group_public_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let _plan: Value = serde_json::from_slice(&out.stdout)?;
+    // Known once the kernels have run the DKG: read from their manifests below.
+    let mut group_key = String::new();
 
     let vport = free_port_pair()?;
     let vkey_path = root.join("verifier.pub");
@@ -239,6 +237,13 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
             std::fs::write(root.join(format!("{k}-manifest.cbor")), wire::encode(&m)?)?;
             let man: attestation_view::Manifest = wire::decode(&m.manifest)?;
             status = man.attestation_status;
+            if group_key.is_empty() {
+                group_key = man.group_public_key.clone();
+            }
+            anyhow::ensure!(
+                man.group_public_key == group_key,
+                "{k}'s manifest names another group key than the other kernels"
+            );
         }
         log(
             json_mode,
@@ -787,6 +792,8 @@ mod attestation_view {
     #[derive(serde::Deserialize)]
     pub struct Manifest {
         pub attestation_status: String,
+        #[serde(default)]
+        pub group_public_key: String,
     }
     pub fn sha256(data: &[u8]) -> [u8; 32] {
         use sha2::Digest;

@@ -64,6 +64,13 @@ pub struct TpmAttester {
     event_log_from: u32,
 }
 
+impl Drop for TpmAttester {
+    /// Flushes the AK: a TPM without a resource manager keeps transient objects until then.
+    fn drop(&mut self) {
+        let _ = self.context.flush_context(self.ak.into());
+    }
+}
+
 impl std::fmt::Debug for TpmAttester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TpmAttester")

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use wire::msg::{method, ErrorCode, RequestHead, Response};
 
-/// Methods a client may call by default. `frost_commit` and `frost_sign` are peer-kernel
-/// calls; the enclave itself authenticates them (attestation result and AK signature).
+/// Methods a client may call by default. `frost_commit`, `frost_sign`, `dkg_round1` and
+/// `dkg_round2` are peer-kernel calls; the enclave itself authenticates them (attestation
+/// result and AK signature).
 pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::HEALTH,
     method::MANIFEST,
@@ -25,6 +26,8 @@ pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::SIGN_DIGEST,
     method::FROST_COMMIT,
     method::FROST_SIGN,
+    method::DKG_ROUND1,
+    method::DKG_ROUND2,
     method::CATALOG_UPDATE,
 ];
 

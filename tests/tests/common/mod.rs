@@ -287,6 +287,10 @@ pub struct Node {
     pub relay: Option<Relay>,
     /// Its swtpm's command multiplexer (when `Options::tpm_mux`).
     pub tpm: Option<Arc<TpmMux>>,
+    /// Its configuration (for `Cluster::restart`).
+    pub cfg: KernelConfig,
+    /// Stops this kernel's serve loop.
+    stop: tokio::sync::watch::Sender<bool>,
     /// Its event log (when `Options::event_log`).
     pub event_log: Option<Arc<TestEventLog>>,
 }
@@ -364,6 +368,7 @@ pub struct Cluster {
     pub policy: AppraisalPolicy,
     pub monitor: verifier::MonitorConfig,
     pub db: PathBuf,
+    pub reattest: enclave::ReattestConfig,
     _tpms: Vec<Swtpm>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -386,6 +391,13 @@ pub struct Options {
     pub relays: bool,
     /// A command multiplexer in front of each swtpm (for `tpm2_pcrextend` mid-run).
     pub tpm_mux: bool,
+    /// Plan a DKG (`verifier dkg`) instead of the trusted-dealer ceremony: the kernels make
+    /// the key among themselves once attested.
+    pub dkg: bool,
+    /// Threshold t.
+    pub threshold: u16,
+    /// Kernels whose boot the test starts itself (`Cluster::boot`).
+    pub boot_later: Vec<String>,
     /// Give each kernel a TCG2 event log ([`TestEventLog`]) that its swtpm's PCRs follow
     /// (needs `tpm_mux`).
     pub event_log: bool,
@@ -408,6 +420,9 @@ impl Default for Options {
             reattest: enclave::ReattestConfig::default(),
             relays: false,
             tpm_mux: false,
+            dkg: false,
+            threshold: 2,
+            boot_later: Vec::new(),
             event_log: false,
             catalog_publishers: Vec::new(),
         }
@@ -447,9 +462,29 @@ impl Cluster {
         let store = Arc::new(verifier::Store::open(&db).unwrap());
         let ids: Vec<String> = (1..=opts.kernels).map(|i| format!("k{i}")).collect();
         let state_root = dir.path().join("kernels");
-        let out =
-            verifier::ceremony::run(&store, &opts.ceremony_policy, 2, &ids, &state_root).unwrap();
-        let group_public_key = hex::decode(&out.group_public_key).unwrap();
+        let group_public_key = if opts.dkg {
+            let signer = verifier::service::load_signer(&store).unwrap();
+            verifier::ceremony::plan_dkg(
+                &store,
+                &opts.ceremony_policy,
+                &signer,
+                opts.threshold,
+                &ids,
+                &state_root,
+            )
+            .unwrap();
+            Vec::new()
+        } else {
+            let out = verifier::ceremony::run(
+                &store,
+                &opts.ceremony_policy,
+                opts.threshold,
+                &ids,
+                &state_root,
+            )
+            .unwrap();
+            hex::decode(&out.group_public_key).unwrap()
+        };
         let service = verifier::serve_with(
             verifier::ServiceConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
@@ -559,18 +594,12 @@ impl Cluster {
                 catalog_threshold: 2,
                 gpus: false,
             };
-            let listener = cfg.vsock.listen().unwrap();
-            let kernel = Kernel::with_reattest(cfg, opts.reattest).unwrap();
-            let k = kernel.clone();
-            let mut stop = rx.clone();
-            tokio::spawn(async move {
-                k.serve(listener, async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-            });
-            let k = kernel.clone();
-            tokio::spawn(async move { k.boot().await });
+            let (node_stop, node_rx) = tokio::sync::watch::channel(false);
+            let kernel = spawn_kernel(&cfg, opts.reattest, rx.clone(), node_rx);
+            if !opts.boot_later.contains(id) {
+                let k = kernel.clone();
+                tokio::spawn(async move { k.boot().await });
+            }
             if let Some(t) = tpm {
                 tpms.push(t);
             }
@@ -582,6 +611,8 @@ impl Cluster {
                 state_dir: kdir,
                 relay,
                 tpm: mux,
+                cfg,
+                stop: node_stop,
                 event_log,
             });
         }
@@ -594,6 +625,7 @@ impl Cluster {
             policy: opts.verifier_policy,
             monitor: opts.monitor,
             db,
+            reattest: opts.reattest,
             _tpms: tpms,
             shutdown: tx,
         }
@@ -639,6 +671,41 @@ impl Cluster {
         }
     }
 
+    /// Restarts a kernel (a new instance: new attestation key, same state directory and
+    /// sockets), as a rebooted CVM would come back; `boot` also starts its boot.
+    pub async fn restart(&mut self, id: &str, boot: bool) {
+        let reattest = self.reattest;
+        let global = self.shutdown.subscribe();
+        let n = self.nodes.iter_mut().find(|n| n.id == id).unwrap();
+        n.kernel.halt("test: restarted").await;
+        let _ = n.stop.send(true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        n.stop = stop;
+        n.kernel = spawn_kernel(&n.cfg, reattest, global, rx);
+        if boot {
+            let k = n.kernel.clone();
+            tokio::spawn(async move { k.boot().await });
+        }
+    }
+
+    /// Starts the boot of a kernel held back with `Options::boot_later`.
+    pub fn boot(&self, id: &str) {
+        let k = self.node(id).kernel.clone();
+        tokio::spawn(async move { k.boot().await });
+    }
+
+    /// The group key a kernel's manifest names (hex-decoded).
+    pub async fn manifest_group_key(&self, id: &str) -> (Vec<u8>, String) {
+        match call(&self.node(id).public, &Request::Manifest).await {
+            Response::Manifest(m) => {
+                let v: attestation::manifest::GecManifest = wire::decode(&m.manifest).unwrap();
+                (hex::decode(&v.group_public_key).unwrap(), v.frost)
+            }
+            other => panic!("manifest of {id}: {other:?}"),
+        }
+    }
+
     pub fn node(&self, id: &str) -> &Node {
         self.nodes.iter().find(|n| n.id == id).unwrap()
     }
@@ -667,6 +734,28 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// A kernel serving on its socket until either stop signal fires (its boot not started).
+fn spawn_kernel(
+    cfg: &KernelConfig,
+    reattest: enclave::ReattestConfig,
+    mut global: tokio::sync::watch::Receiver<bool>,
+    mut own: tokio::sync::watch::Receiver<bool>,
+) -> Arc<Kernel> {
+    let listener = cfg.vsock.listen().unwrap();
+    let kernel = Kernel::with_reattest(cfg.clone(), reattest).unwrap();
+    let k = kernel.clone();
+    tokio::spawn(async move {
+        k.serve(listener, async move {
+            tokio::select! {
+                _ = global.changed() => {}
+                _ = own.changed() => {}
+            }
+        })
+        .await
+    });
+    kernel
 }
 
 pub async fn call(socket: &Path, req: &Request) -> Response {
