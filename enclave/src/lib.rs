@@ -15,6 +15,7 @@ pub mod boot;
 pub mod cedar;
 pub mod config;
 pub mod frost;
+pub mod gar;
 pub mod kernel;
 pub mod reattest;
 pub mod tls;
@@ -22,5 +23,6 @@ pub mod transport;
 
 pub use attestation::manifest;
 pub use config::{KernelConfig, Platform, Retry};
+pub use gar::GarConfig;
 pub use kernel::Kernel;
 pub use reattest::ReattestConfig;
