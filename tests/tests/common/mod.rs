@@ -389,6 +389,8 @@ pub struct Options {
     /// Give each kernel a TCG2 event log ([`TestEventLog`]) that its swtpm's PCRs follow
     /// (needs `tpm_mux`).
     pub event_log: bool,
+    /// The kernels' session-block and anchoring settings (issue 4).
+    pub gar: enclave::GarConfig,
 }
 
 impl Default for Options {
@@ -407,6 +409,7 @@ impl Default for Options {
             relays: false,
             tpm_mux: false,
             event_log: false,
+            gar: enclave::GarConfig::default(),
         }
     }
 }
@@ -555,7 +558,7 @@ impl Cluster {
                 gpus: false,
             };
             let listener = cfg.vsock.listen().unwrap();
-            let kernel = Kernel::with_reattest(cfg, opts.reattest).unwrap();
+            let kernel = Kernel::with_settings(cfg, opts.reattest, opts.gar).unwrap();
             let k = kernel.clone();
             let mut stop = rx.clone();
             tokio::spawn(async move {

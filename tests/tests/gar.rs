@@ -1,0 +1,348 @@
+//! KEE-1 P7 / KEE-2 D3, the Governance Audit Record, on real parts (a 3-kernel cluster with
+//! swtpm, sockets, SQLite, FROST signing across kernels):
+//!
+//! * session blocks close, get one threshold signature each, and the exported audit package
+//!   verifies offline with an inclusion proof; a flipped byte in an ALE, a block or a
+//!   signature, or a removed ALE, fails the check that names it;
+//! * when quorum is lost, blocks stay unsigned-pending, the watchdog reports the anchoring
+//!   gap at 1.5x the interval and switches decisions to DENY at 3x, and both end once the
+//!   quorum is back and the pending blocks are signed (by t kernels, never fewer).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test and bench code: any failure should stop the run loudly"
+)]
+
+mod common;
+
+use attestation::gar::{files, Package};
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+use wire::msg::{Decision, EvaluateParams, Request, Response};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn evaluate(n: &Node, session: &str) -> wire::msg::DecisionInfo {
+    match call(
+        &n.public,
+        &Request::Evaluate(EvaluateParams {
+            principal: "Agent::\"planner\"".into(),
+            action: "Action::\"read\"".into(),
+            resource: "Dataset::\"census\"".into(),
+            context_json: r#"{"purpose":"relief"}"#.into(),
+            entities_json: String::new(),
+            session_id: session.into(),
+        }),
+    )
+    .await
+    {
+        Response::Decision(d) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Closes and signs everything now (retrying while a peer is still coming back).
+async fn anchor_now(n: &Node) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while let Err(why) = n.kernel.anchor_now().await {
+        assert!(std::time::Instant::now() < deadline, "anchoring: {why}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn copy_package(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in [
+        files::MANIFEST,
+        files::ALES,
+        files::BLOCKS,
+        files::SIGNATURES,
+        files::GROUP_KEY,
+    ] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+}
+
+/// Flips one bit of the first occurrence of `needle` in `dir/file`.
+fn flip(dir: &Path, file: &str, needle: &[u8], at: usize) {
+    let mut bytes = std::fs::read(dir.join(file)).unwrap();
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{file} does not hold the bytes to flip"));
+    bytes[pos + at] ^= 0x01;
+    std::fs::write(dir.join(file), bytes).unwrap();
+}
+
+fn failed(report: &attestation::gar::PackageReport) -> Vec<String> {
+    report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_blocks_are_threshold_signed_and_the_exported_package_verifies_offline() {
+    let c = Cluster::start(Options {
+        gar: enclave::GarConfig {
+            anchor_interval_ms: 400,
+            max_block_ales: 8,
+        },
+        ..Options::default()
+    })
+    .await;
+    c.settle(WAIT).await;
+    let k1 = c.node("k1");
+    let mut seqs = Vec::new();
+    for i in 0..30 {
+        let session = ["alpha", "beta", "gamma"][i % 3];
+        let d = evaluate(k1, session).await;
+        assert_eq!(d.decision, Decision::Allow);
+        seqs.push(d.ale_seq);
+    }
+    k1.kernel.end_session("alpha").unwrap();
+    c.wait_for("k1's decisions anchored", WAIT, |c| {
+        let log = c.node("k1").kernel.audit_log();
+        log.blocks_covering(seqs[0], *seqs.last().unwrap())
+            .unwrap()
+            .1
+            >= 30
+            && log.pending_blocks().unwrap().is_empty()
+    })
+    .await;
+    anchor_now(k1).await;
+    let dir = c.dir.path().join("package");
+    let summary = k1.kernel.audit_log().export("k1", &dir).unwrap();
+    assert!(summary.ales >= 30 && summary.blocks >= 4, "{summary:?}");
+
+    let target = seqs[7];
+    let report =
+        verifier::offline::verify_audit_package(&dir, Some(target), Some(&c.group_public_key))
+            .unwrap();
+    assert!(report.verified, "{:?}", failed(&report));
+    let proof = report.inclusion.clone().unwrap();
+    assert_eq!(proof.seq, target);
+    assert_eq!(
+        proof.block_id,
+        hex::encode(attestation::gar::trace_id("beta"))
+    );
+    assert!(proof.tree_size <= 8);
+
+    // Every block's signature is the group's plain Ed25519 signature; blocks chain by root.
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let p = Package::parse(
+        &read(files::MANIFEST),
+        &read(files::ALES),
+        &read(files::BLOCKS),
+        &read(files::SIGNATURES),
+        &read(files::GROUP_KEY),
+    )
+    .unwrap();
+    assert_eq!(p.group_public_key, c.group_public_key);
+    // 30 ALEs in 3 sessions, at most 8 per block: far fewer signatures than ALEs.
+    let ours: Vec<_> = p
+        .blocks
+        .iter()
+        .filter(|b| ["alpha", "beta", "gamma"].contains(&b.session_id.as_str()))
+        .collect();
+    assert_eq!(ours.iter().map(|b| b.seqs.len()).sum::<usize>(), 30);
+    assert!(
+        (6..30).contains(&ours.len()),
+        "{} blocks for 30 ALEs",
+        ours.len()
+    );
+    for (b, s) in p.blocks.iter().zip(&p.signatures) {
+        assert!(verifier::offline::verify_group_signature(
+            &c.group_public_key,
+            &b.signing_digest(),
+            &s.signature
+        ));
+        assert!(s.signers.len() >= 2, "{s:?}");
+    }
+
+    // A flipped byte in an ALE.
+    let t = c.dir.path().join("t-ale");
+    copy_package(&dir, &t);
+    flip(&t, files::ALES, b"soos.governance.cedar.decision", 5);
+    let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
+    assert!(!r.verified);
+    assert!(
+        failed(&r).iter().any(|f| f.starts_with("ales.chain")),
+        "{:?}",
+        failed(&r)
+    );
+    assert!(
+        failed(&r)
+            .iter()
+            .any(|f| f.starts_with("blocks.merkle_root")),
+        "{:?}",
+        failed(&r)
+    );
+
+    // A flipped byte in a block (its root).
+    let t = c.dir.path().join("t-block");
+    copy_package(&dir, &t);
+    flip(&t, files::BLOCKS, &p.blocks[1].root, 3);
+    let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
+    assert!(
+        failed(&r)
+            .iter()
+            .any(|f| f.starts_with("blocks.merkle_root")),
+        "{:?}",
+        failed(&r)
+    );
+    assert!(
+        failed(&r).iter().any(|f| f.starts_with("blocks.chain")),
+        "{:?}",
+        failed(&r)
+    );
+    assert!(
+        failed(&r).iter().any(|f| f.starts_with("blocks.signature")),
+        "{:?}",
+        failed(&r)
+    );
+
+    // A flipped byte in a signature.
+    let t = c.dir.path().join("t-sig");
+    copy_package(&dir, &t);
+    flip(&t, files::SIGNATURES, &p.signatures[2].signature, 10);
+    let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
+    assert_eq!(
+        failed(&r),
+        vec![format!(
+            "blocks.signature: block {}: the group signature does not verify",
+            p.blocks[2].height
+        )]
+    );
+
+    // A removed ALE (manifest count adjusted, as a careful forger would).
+    let t = c.dir.path().join("t-removed");
+    copy_package(&dir, &t);
+    let mut q = p.clone();
+    q.ales.remove(4);
+    q.manifest.ales -= 1;
+    enclave::audit::write_package(&q, &t).unwrap();
+    let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
+    assert!(
+        failed(&r)
+            .iter()
+            .any(|f| f.starts_with("ales.chain: sequence gap")),
+        "{:?}",
+        failed(&r)
+    );
+
+    // A package that is not one at all: a failed parse check, not a panic.
+    let t = c.dir.path().join("t-junk");
+    copy_package(&dir, &t);
+    std::fs::write(t.join(files::BLOCKS), b"\x9f\x9f\x9f").unwrap();
+    let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
+    assert_eq!(r.checks[0].check, "package.parse");
+    assert!(!r.verified);
+    assert!(
+        verifier::offline::verify_audit_package(&c.dir.path().join("nothing"), None, None).is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quorum_loss_keeps_blocks_pending_then_the_watchdog_reports_and_denies_until_anchored() {
+    let c = Cluster::start(Options {
+        monitor: fast_monitor(),
+        reattest: fast_reattest(),
+        relays: true,
+        gar: enclave::GarConfig {
+            anchor_interval_ms: 1_000,
+            max_block_ales: 64,
+        },
+        ..Options::default()
+    })
+    .await;
+    c.settle(WAIT).await;
+    let k1 = c.node("k1");
+    assert_eq!(evaluate(k1, "before").await.decision, Decision::Allow);
+    c.wait_for("first blocks anchored", WAIT, |c| {
+        let log = c.node("k1").kernel.audit_log();
+        log.block_counts().unwrap().1 > 0 && log.pending_blocks().unwrap().is_empty()
+    })
+    .await;
+
+    // k2 and k3 lose the verifier: they freeze, and k1 is left without a quorum.
+    for p in ["k2", "k3"] {
+        c.node(p).relay.as_ref().unwrap().set_cut(true);
+    }
+    c.wait_for("k2 and k3 frozen", WAIT, |c| {
+        ["k2", "k3"]
+            .iter()
+            .all(|p| c.node(p).kernel.attestation_gate().is_err())
+    })
+    .await;
+    // Decisions go on being recorded; their blocks close but stay unsigned.
+    assert_eq!(evaluate(k1, "during").await.decision, Decision::Allow);
+    c.wait_for("an unsigned-pending block", WAIT, |c| {
+        !c.node("k1")
+            .kernel
+            .audit_log()
+            .pending_blocks()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    c.wait_for("anchor gap reported", WAIT, |c| {
+        !c.node("k1")
+            .kernel
+            .audit_log()
+            .events_of_kind(enclave::gar::ANCHOR_GAP_DETECTED)
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    c.wait_for("deny-all", WAIT, |c| c.node("k1").kernel.gar_deny_all())
+        .await;
+    let d = evaluate(k1, "during").await;
+    assert_eq!(d.decision, Decision::Deny);
+    assert!(d.reasons[0].contains("anchor"), "{:?}", d.reasons);
+    let gaps = k1
+        .kernel
+        .audit_log()
+        .events_of_kind(enclave::gar::ANCHOR_GAP_DETECTED)
+        .unwrap();
+    let phases: Vec<(String, u64, u64)> = gaps
+        .iter()
+        .map(|a| wire::decode(&a.body).unwrap())
+        .collect();
+    assert_eq!(phases[0].0, "gap");
+    assert!(phases[0].1 > 1_500, "{phases:?}");
+    assert!(
+        phases.iter().any(|p| p.0 == "deny_all" && p.1 > 3_000),
+        "{phases:?}"
+    );
+    let (closed, signed) = k1.kernel.audit_log().block_counts().unwrap();
+    assert!(closed > signed);
+
+    // Quorum back: pending blocks are signed and decisions resume.
+    for p in ["k2", "k3"] {
+        c.node(p).relay.as_ref().unwrap().set_cut(false);
+    }
+    c.wait_for("pending blocks signed", WAIT, |c| {
+        let log = c.node("k1").kernel.audit_log();
+        log.pending_blocks().unwrap().is_empty() && !c.node("k1").kernel.gar_deny_all()
+    })
+    .await;
+    assert_eq!(evaluate(k1, "after").await.decision, Decision::Allow);
+    assert!(!k1
+        .kernel
+        .audit_log()
+        .events_of_kind(enclave::gar::ANCHOR_RESTORED)
+        .unwrap()
+        .is_empty());
+    anchor_now(k1).await;
+    let dir = c.dir.path().join("package");
+    k1.kernel.audit_log().export("k1", &dir).unwrap();
+    let r = verifier::offline::verify_audit_package(&dir, None, Some(&c.group_public_key)).unwrap();
+    assert!(r.verified, "{:?}", failed(&r));
+}
