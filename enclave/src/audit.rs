@@ -447,6 +447,56 @@ impl AuditLog {
         Ok(closed)
     }
 
+    /// ALEs `lo..=hi`, in order.
+    pub fn read_range(&self, lo: u64, hi: u64) -> Result<Vec<Ale>, AuditError> {
+        let conn = open(&self.path)?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, session_id, at_ms, kind, body, prev_span_hash FROM ales
+             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![i64_of(lo), i64_of(hi)], ale_of_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Re-checks every stored block: its ALEs exist, belong to its session and give its
+    /// root; heights are gap-free and each block names its predecessor's root. Returns the
+    /// number of blocks.
+    pub fn verify_blocks(&self) -> Result<u64, AuditError> {
+        let conn = open(&self.path)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY height"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut prev = GENESIS_HASH.to_vec();
+        let mut n = 0u64;
+        let mut get = conn.prepare(
+            "SELECT seq, session_id, at_ms, kind, body, prev_span_hash FROM ales WHERE seq = ?1",
+        )?;
+        while let Some(r) = rows.next()? {
+            let b = block_of_row(&conn, r)?;
+            n += 1;
+            let broken = || AuditError::Package(format!("block {} does not verify", b.height));
+            if b.height != n || b.prev_root != prev || b.seqs.is_empty() {
+                return Err(broken());
+            }
+            let mut leaves = Vec::with_capacity(b.seqs.len());
+            for s in &b.seqs {
+                let a = get
+                    .query_row(params![i64_of(*s)], ale_of_row)
+                    .map_err(|_| broken())?;
+                if a.session_id != b.session_id {
+                    return Err(broken());
+                }
+                leaves.push(a.to_bytes());
+            }
+            if attestation::gar::merkle_root(&leaves).as_slice() != b.root.as_slice() {
+                return Err(broken());
+            }
+            prev = b.root;
+        }
+        Ok(n)
+    }
+
     /// Closed blocks that no quorum has signed yet, lowest height first.
     pub fn pending_blocks(&self) -> Result<Vec<Block>, AuditError> {
         let conn = self.block_conn()?;
