@@ -54,6 +54,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("e2e", "spine"),
     ("e2e", "reattest"),
     ("e2e", "tls"),
+    ("e2e", "gar"),
     ("attestation", "appraisal"),
     ("gpu-attest", "gpu"),
     ("measurements", "measure"),
