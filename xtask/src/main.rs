@@ -107,6 +107,7 @@ fn main() -> anyhow::Result<()> {
                     .into_iter()
                     .flatten()
                     .all(|o| o["verified"] == serde_json::json!(true))
+                && summary["audit"]["verified"] == serde_json::json!(true)
                 && summary["vendor_evidence"]
                     .as_array()
                     .into_iter()
