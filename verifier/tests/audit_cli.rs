@@ -40,9 +40,9 @@ struct Group {
 
 impl Group {
     fn new() -> Self {
-        let mut rng = rand::rngs::OsRng;
+        let rng = rand::rngs::OsRng;
         let (shares, public) =
-            frost::keys::generate_with_dealer(3, 2, frost::keys::IdentifierList::Default, &mut rng)
+            frost::keys::generate_with_dealer(3, 2, frost::keys::IdentifierList::Default, rng)
                 .unwrap();
         let keys = shares
             .into_iter()
