@@ -669,6 +669,7 @@ pub fn write_package(p: &attestation::gar::Package, dir: &Path) -> Result<(), Au
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -718,5 +719,87 @@ mod tests {
             log.verify_chain(),
             Err(AuditError::ChainBroken(10))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn session_blocks_close_by_session_size_and_interval_and_the_export_verifies() {
+        use ring::signature::KeyPair;
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.db")).unwrap();
+        let append = |s: &'static str, i: u32| {
+            let log = log.clone();
+            async move {
+                log.append(NewEvent {
+                    session_id: s.into(),
+                    kind: "test".into(),
+                    body: i.to_be_bytes().to_vec(),
+                })
+                .await
+                .unwrap()
+            }
+        };
+        for i in 0..10 {
+            append(if i % 2 == 0 { "a" } else { "b" }, i).await;
+        }
+        let policy = |all| ClosePolicy { all, max_ales: 4 };
+        // Size: one full block of "a" and one of "b"; the rest stays open.
+        assert_eq!(
+            log.close_blocks(policy(false), [1; 32]).unwrap(),
+            vec![1, 2]
+        );
+        // Session end closes "a"'s rest only.
+        log.end_session("a").unwrap();
+        assert_eq!(log.close_blocks(policy(false), [1; 32]).unwrap(), vec![3]);
+        assert!(log.close_blocks(policy(false), [1; 32]).unwrap().is_empty());
+        // The interval closes everything open.
+        append("c", 10).await;
+        assert_eq!(log.close_blocks(policy(true), [1; 32]).unwrap(), vec![4, 5]);
+        assert_eq!(log.verify_blocks().unwrap(), 5);
+        let pending = log.pending_blocks().unwrap();
+        assert_eq!(pending.len(), 5);
+        assert_eq!(pending[0].seqs, vec![1, 3, 5, 7]);
+        assert_eq!(pending[2].seqs, vec![9]);
+        assert_eq!(pending[3].seqs, vec![10]);
+        assert_eq!(
+            pending[0].block_id,
+            attestation::gar::trace_id("a").to_vec()
+        );
+        // Nothing signed: nothing to export.
+        assert!(matches!(log.package("k"), Err(AuditError::NothingAnchored)));
+
+        // Sign (an Ed25519 key stands in for the FROST group: same verification).
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let key = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let public = key.public_key().as_ref().to_vec();
+        for b in &pending[..3] {
+            let sig = key.sign(&b.signing_digest());
+            log.store_signature(b.height, sig.as_ref(), &["k1".into(), "k2".into()], &public)
+                .unwrap();
+        }
+        // Blocks 1..=3 cover ALEs 1..=9 exactly: the anchored prefix.
+        let p = log.package("k").unwrap();
+        assert_eq!((p.ales.len(), p.blocks.len()), (9, 3));
+        for b in &pending[3..] {
+            let sig = key.sign(&b.signing_digest());
+            log.store_signature(b.height, sig.as_ref(), &["k1".into(), "k3".into()], &public)
+                .unwrap();
+        }
+        let out = dir.path().join("pkg");
+        let summary = log.export("k", &out).unwrap();
+        assert_eq!((summary.ales, summary.blocks), (11, 5));
+        let read = |f: &str| std::fs::read(out.join(f)).unwrap();
+        use attestation::gar::files;
+        let p = attestation::gar::Package::parse(
+            &read(files::MANIFEST),
+            &read(files::ALES),
+            &read(files::BLOCKS),
+            &read(files::SIGNATURES),
+            &read(files::GROUP_KEY),
+        )
+        .unwrap();
+        let r = attestation::gar::verify_package(&p, Some(7), Some(&public));
+        assert!(r.verified, "{:?}", r.checks);
+        assert_eq!(r.inclusion.unwrap().leaf_index, 3);
     }
 }
