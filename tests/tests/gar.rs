@@ -25,6 +25,12 @@ use std::time::Duration;
 use wire::msg::{Decision, EvaluateParams, Request, Response};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// Booting three kernels (vTPM key creation on swtpm) takes long on a loaded two-core machine.
+const BOOT: Duration = Duration::from_secs(240);
+
+/// The two clusters of this file start one after the other: each runs three swtpms, and on a
+/// loaded two-core machine two booting clusters at once only add timeouts.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn evaluate(n: &Node, session: &str) -> wire::msg::DecisionInfo {
     match call(
@@ -89,6 +95,7 @@ fn failed(report: &attestation::gar::PackageReport) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_blocks_are_threshold_signed_and_the_exported_package_verifies_offline() {
+    let _serial = SERIAL.lock().await;
     let c = Cluster::start(Options {
         gar: enclave::GarConfig {
             anchor_interval_ms: 400,
@@ -97,7 +104,7 @@ async fn session_blocks_are_threshold_signed_and_the_exported_package_verifies_o
         ..Options::default()
     })
     .await;
-    c.settle(WAIT).await;
+    c.settle(BOOT).await;
     let k1 = c.node("k1");
     let mut seqs = Vec::new();
     for i in 0..30 {
@@ -251,6 +258,7 @@ async fn session_blocks_are_threshold_signed_and_the_exported_package_verifies_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quorum_loss_keeps_blocks_pending_then_the_watchdog_reports_and_denies_until_anchored() {
+    let _serial = SERIAL.lock().await;
     let c = Cluster::start(Options {
         monitor: fast_monitor(),
         reattest: fast_reattest(),
@@ -262,7 +270,7 @@ async fn quorum_loss_keeps_blocks_pending_then_the_watchdog_reports_and_denies_u
         ..Options::default()
     })
     .await;
-    c.settle(WAIT).await;
+    c.settle(BOOT).await;
     let k1 = c.node("k1");
     assert_eq!(evaluate(k1, "before").await.decision, Decision::Allow);
     c.wait_for("first blocks anchored", WAIT, |c| {
