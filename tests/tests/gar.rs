@@ -84,6 +84,47 @@ fn flip(dir: &Path, file: &str, needle: &[u8], at: usize) {
     std::fs::write(dir.join(file), bytes).unwrap();
 }
 
+/// The auditor's binary on the real package and on a tampered copy, when the workspace's
+/// binaries are built (`cargo xtask test` builds them first; `verifier/tests/audit_cli.rs`
+/// covers the exit codes on its own).
+fn verify_cli(good: &Path, tampered: &Path, group_key: &[u8], ale: u64) {
+    let exe = std::env::current_exe().unwrap();
+    let Some(bin) = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("verify"))
+        .filter(|b| b.is_file())
+    else {
+        eprintln!("the `verify` binary is not built; its run on the cluster's package is skipped");
+        return;
+    };
+    let run = |dir: &Path| {
+        let out = std::process::Command::new(&bin)
+            .args(["audit", "--json", "--ale", &ale.to_string()])
+            .arg("--group-public-key")
+            .arg(hex::encode(group_key))
+            .arg("--package")
+            .arg(dir)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (code, v) = run(good);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["inclusion"]["seq"], ale);
+    let (code, v) = run(tampered);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "ales.chain" && c["ok"] == false),
+        "{v}"
+    );
+}
+
 fn failed(report: &attestation::gar::PackageReport) -> Vec<String> {
     report
         .checks
@@ -177,6 +218,7 @@ async fn session_blocks_are_threshold_signed_and_the_exported_package_verifies_o
     let t = c.dir.path().join("t-ale");
     copy_package(&dir, &t);
     flip(&t, files::ALES, b"soos.governance.cedar.decision", 5);
+    verify_cli(&dir, &t, &c.group_public_key, target);
     let r = verifier::offline::verify_audit_package(&t, None, None).unwrap();
     assert!(!r.verified);
     assert!(
