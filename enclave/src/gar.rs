@@ -155,6 +155,13 @@ impl GarState {
         self.deny.load(Ordering::Acquire)
     }
 
+    /// Starts the watchdog's clock now (when the kernel starts serving: boot time is no gap).
+    pub(crate) fn start(&self) {
+        if let Ok(mut w) = self.watchdog.lock() {
+            w.anchored(Instant::now());
+        }
+    }
+
     fn anchored(&self) -> bool {
         let lifted = self
             .watchdog

@@ -242,6 +242,7 @@ impl Kernel {
                         .await;
                     self.audit_gate().await;
                     tokio::spawn(crate::reattest::run(self.clone()));
+                    self.gar.start();
                     tokio::spawn(crate::gar::run_anchor(self.clone()));
                     tokio::spawn(crate::gar::run_watchdog(self.clone()));
                     tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
