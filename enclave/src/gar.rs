@@ -13,8 +13,9 @@
 //!   `soos.gar.anchor_gap_detected`; more than 3x switches every Cedar decision to DENY until
 //!   a block is anchored again.
 //!
-//! "Anchored" means an anchoring pass ended with no closed block left unsigned; a pass runs
-//! every [`GarConfig::tick_ms`], so an idle kernel stays anchored.
+//! The watchdog's clock restarts whenever a block is signed and whenever an anchoring pass
+//! ends with no closed block left unsigned (a pass runs every [`GarConfig::tick`], so an idle
+//! kernel stays anchored, and a busy one that keeps signing does too).
 
 use crate::audit::{ClosePolicy, NewEvent};
 use crate::kernel::Kernel;
@@ -216,6 +217,11 @@ pub async fn anchor_pass(k: &Arc<Kernel>, all: bool) -> Result<bool, String> {
                     audit.store_signature(height, &s.signature, &s.signers, &s.group_public_key)
                 })
                 .await?;
+                // Every block anchored is progress: the watchdog measures time without any.
+                if k.gar.anchored() {
+                    tracing::info!(kernel = %k.kernel_id(), "audit anchoring restored; decisions resume");
+                    k.audit_gar(ANCHOR_RESTORED, &"anchored").await;
+                }
             }
             Response::Error(e) => {
                 return Err(format!(
