@@ -23,6 +23,7 @@ pub mod bundle;
 pub mod cose;
 pub mod eventlog;
 pub mod evidence;
+pub mod gar;
 pub mod gpu;
 pub mod manifest;
 pub mod plan;

@@ -254,6 +254,12 @@ pub async fn sign_share(k: &Arc<Kernel>, p: &FrostSignParams) -> Response {
 
 /// Coordinator: a threshold signature over `digest`.
 pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
+    coordinate_with(k, digest, true).await
+}
+
+/// As [`coordinate`]; `audit` = false for GAR block signatures, which the block itself
+/// records (an ALE per block signature would keep every idle log growing).
+pub async fn coordinate_with(k: &Arc<Kernel>, digest: &[u8], audit: bool) -> Response {
     if digest.len() != 32 {
         return Response::error(ErrorCode::BadRequest, "digest must be 32 bytes");
     }
@@ -445,15 +451,17 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
     };
     let mut names = vec![k.cfg.kernel_id.clone()];
     names.extend(joined.iter().map(|(id, _, _)| id.clone()));
-    let _ = k
-        .audit
-        .append(crate::audit::NewEvent {
-            session_id: hex::encode(session_id),
-            kind: events::SIGNING.into(),
-            body: wire::encode(&("signature", serde_bytes::Bytes::new(digest), &names))
-                .unwrap_or_default(),
-        })
-        .await;
+    if audit {
+        let _ = k
+            .audit
+            .append(crate::audit::NewEvent {
+                session_id: hex::encode(session_id),
+                kind: events::SIGNING.into(),
+                body: wire::encode(&("signature", serde_bytes::Bytes::new(digest), &names))
+                    .unwrap_or_default(),
+            })
+            .await;
+    }
     Response::Signature(SignatureInfo {
         signature: sig_bytes,
         group_public_key: group,

@@ -74,6 +74,7 @@ pub struct Kernel {
     gate: Mutex<Gate>,
     pub(crate) catalog: crate::catalog::CatalogAuthority,
     catalog_staged: tokio::sync::Notify,
+    pub(crate) gar: crate::gar::GarState,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -109,6 +110,15 @@ impl Kernel {
     pub fn with_reattest(
         cfg: KernelConfig,
         reattest: ReattestConfig,
+    ) -> Result<Arc<Self>, BootError> {
+        Self::with_settings(cfg, reattest, crate::gar::GarConfig::default())
+    }
+
+    /// As [`Kernel::with_reattest`], with these session-block and anchoring settings.
+    pub fn with_settings(
+        cfg: KernelConfig,
+        reattest: ReattestConfig,
+        gar: crate::gar::GarConfig,
     ) -> Result<Arc<Self>, BootError> {
         let started = Instant::now();
         std::fs::create_dir_all(&cfg.state_dir)
@@ -164,6 +174,7 @@ impl Kernel {
             gate: Mutex::new(Gate::default()),
             catalog,
             catalog_staged: tokio::sync::Notify::new(),
+            gar: crate::gar::GarState::new(gar),
         }))
     }
 
@@ -341,6 +352,9 @@ impl Kernel {
                     self.audit_gate().await;
                     tokio::spawn(crate::reattest::run(self.clone()));
                     tokio::spawn(self.clone().activate_catalogs());
+                    self.gar.start();
+                    tokio::spawn(crate::gar::run_anchor(self.clone()));
+                    tokio::spawn(crate::gar::run_watchdog(self.clone()));
                     tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
                     return KernelState::Serving;
                 }
@@ -681,7 +695,16 @@ impl Kernel {
     }
 
     async fn evaluate(&self, p: &EvaluateParams) -> Response {
-        let o = self.engine.evaluate(p);
+        let mut o = self.engine.evaluate(p);
+        if self.gar.deny_all() {
+            // KEE-2 D3: no anchoring for over 3x the interval; nothing is allowed until a
+            // block is anchored again.
+            o.decision = wire::msg::Decision::Deny;
+            o.policies.clear();
+            o.reasons = vec![
+                "audit anchoring gap over 3x the anchor interval: every decision is deny until a block is anchored".into(),
+            ];
+        }
         let decision = match o.decision {
             wire::msg::Decision::Allow => "allow",
             wire::msg::Decision::Deny => "deny",

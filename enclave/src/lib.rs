@@ -17,6 +17,7 @@ pub mod cedar;
 pub mod config;
 pub mod dkg;
 pub mod frost;
+pub mod gar;
 pub mod kernel;
 pub mod pid1;
 pub mod reattest;
@@ -26,5 +27,6 @@ pub mod transport;
 
 pub use attestation::manifest;
 pub use config::{KernelConfig, Platform, Retry};
+pub use gar::GarConfig;
 pub use kernel::Kernel;
 pub use reattest::ReattestConfig;

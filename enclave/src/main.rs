@@ -67,6 +67,17 @@ struct Cli {
     /// Timeout of one peer call during signing (ms).
     #[arg(long, default_value_t = 3_000)]
     peer_timeout_ms: u64,
+    /// Audit anchor interval (ms, at most 60000): every open session block closes and is
+    /// threshold-signed this often.
+    #[arg(long, default_value_t = 10_000)]
+    anchor_interval_ms: u64,
+    /// Most ALEs in one session block.
+    #[arg(long, default_value_t = 1_024)]
+    max_block_ales: usize,
+    /// Export the audit package (anchored prefix) of `--state-dir` into this directory and
+    /// exit; run it beside the kernel or after it stopped.
+    #[arg(long)]
+    export_audit: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -158,11 +169,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         catalog_threshold: cli.catalog_threshold,
         gpus: cli.gpus,
     };
+    if let Some(out) = &cli.export_audit {
+        let log = enclave::audit::AuditLog::open(&cfg.state_dir.join("audit.db"))
+            .map_err(|e| anyhow::anyhow!(enclave::boot::error_chain(&e)))?;
+        let s = log
+            .export(&cfg.kernel_id, out)
+            .map_err(|e| anyhow::anyhow!(enclave::boot::error_chain(&e)))?;
+        println!("{}", serde_json::to_string(&s)?);
+        return Ok(());
+    }
+    let gar = enclave::GarConfig {
+        anchor_interval_ms: cli.anchor_interval_ms,
+        max_block_ales: cli.max_block_ales,
+    };
+    if cli.anchor_interval_ms > enclave::gar::MAX_ANCHOR_INTERVAL_MS {
+        anyhow::bail!("--anchor-interval-ms is at most 60000 for a gov-tier kernel");
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let listener = cfg.vsock.listen().context("listening on vsock")?;
-        let kernel =
-            Kernel::new(cfg).map_err(|e| anyhow::anyhow!(enclave::boot::error_chain(&e)))?;
+        let kernel = Kernel::with_settings(cfg, enclave::ReattestConfig::default(), gar)
+            .map_err(|e| anyhow::anyhow!(enclave::boot::error_chain(&e)))?;
         let k = kernel.clone();
         tokio::spawn(async move { k.boot().await });
         let shutdown = async {

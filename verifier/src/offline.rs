@@ -204,3 +204,49 @@ pub fn verify_group_signature(group_public_key: &[u8], msg: &[u8], signature: &[
         .verify(msg, signature)
         .is_ok()
 }
+
+/// Reads an audit package directory (KEE-1 P7, see docs/auditor.md) and verifies it offline:
+/// the ALE chain, every block's Merkle root, previous-root links, every block's group
+/// signature and, with `ale`, that ALE's inclusion proof. `Err` only when a file cannot be
+/// read; content that does not parse is a failed `package.parse` check.
+pub fn verify_audit_package(
+    dir: &std::path::Path,
+    ale: Option<u64>,
+    pinned_group_key: Option<&[u8]>,
+) -> std::io::Result<attestation::gar::PackageReport> {
+    use attestation::gar::{files, Package, PackageReport};
+    let read = |name: &str| -> std::io::Result<Vec<u8>> {
+        let path = dir.join(name);
+        let meta = std::fs::metadata(&path)?;
+        if meta.len() > attestation::gar::MAX_FILE_BYTES as u64 {
+            return Err(std::io::Error::other(format!(
+                "`{}` is larger than 256 MiB",
+                path.display()
+            )));
+        }
+        std::fs::read(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("`{}`: {e}", path.display())))
+    };
+    let (m, a, b, s, g) = (
+        read(files::MANIFEST)?,
+        read(files::ALES)?,
+        read(files::BLOCKS)?,
+        read(files::SIGNATURES)?,
+        read(files::GROUP_KEY)?,
+    );
+    Ok(match Package::parse(&m, &a, &b, &s, &g) {
+        Ok(p) => attestation::gar::verify_package(&p, ale, pinned_group_key),
+        Err(e) => PackageReport {
+            kernel_id: String::new(),
+            ales: 0,
+            blocks: 0,
+            checks: vec![attestation::gar::Check {
+                check: "package.parse".into(),
+                ok: false,
+                detail: e.to_string(),
+            }],
+            inclusion: None,
+            verified: false,
+        },
+    })
+}

@@ -188,7 +188,10 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
             .arg("--platform")
             .arg("software")
             .arg("--tpm-tcti")
-            .arg(format!("swtpm:host=127.0.0.1,port={tpm_port}"));
+            .arg(format!("swtpm:host=127.0.0.1,port={tpm_port}"))
+            // Session blocks close and are threshold-signed every second.
+            .arg("--anchor-interval-ms")
+            .arg("1000");
         for (j, peer) in KERNELS.iter().enumerate() {
             if j == i {
                 continue;
@@ -429,6 +432,15 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                 .count()
         ),
     );
+    let audit = audit_package(
+        bin,
+        root,
+        &state_root,
+        vkey.trim(),
+        &group_key,
+        &decisions,
+        json_mode,
+    )?;
     let revocation = revoke_one(bin, &db, &sockets, &digest, json_mode)?;
     let vendor = vendor_evidence(bin, json_mode)?;
     let metrics: Value = std::fs::read(state_root.join("k1").join("proxy-metrics.json"))
@@ -446,11 +458,81 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         "offline_verification": offline,
         "attested_tls": attested_tls,
         "revocation": revocation,
+        "audit_package": audit["dir"].clone(),
+        "audit": audit,
         "vendor_evidence": vendor,
         "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
     drop(procs);
     Ok(summary)
+}
+
+/// The Governance Audit Record of the run: k1's anchored session blocks exported as an audit
+/// package (`enclave --export-audit`) once they cover every decision, then checked offline by
+/// `verify audit` with the ceremony's group key pinned and an inclusion proof of the last
+/// decision.
+fn audit_package(
+    bin: &Path,
+    root: &Path,
+    state_root: &Path,
+    vkey: &str,
+    group_key: &str,
+    decisions: &[Value],
+    json_mode: bool,
+) -> anyhow::Result<Value> {
+    let last = decisions
+        .iter()
+        .filter_map(|d| d["audit_seq"].as_u64())
+        .max()
+        .unwrap_or(1);
+    let dir = root.join("audit-package-k1");
+    let mut exported = Value::Null;
+    wait_for(
+        "k1's decisions to be anchored in signed session blocks",
+        Duration::from_secs(30),
+        || {
+            std::thread::sleep(Duration::from_millis(250));
+            let out = Command::new(bin.join("enclave"))
+                .args(["--kernel-id", "k1", "--verifier-public-key", vkey])
+                .arg("--state-dir")
+                .arg(state_root.join("k1"))
+                .arg("--export-audit")
+                .arg(&dir)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    exported = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+                    exported["ales"].as_u64().is_some_and(|n| n >= last)
+                }
+                _ => false,
+            }
+        },
+    )?;
+    let out = Command::new(bin.join("verify"))
+        .args(["audit", "--json", "--group-public-key", group_key])
+        .arg("--package")
+        .arg(&dir)
+        .args(["--ale", &last.to_string()])
+        .output()?;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let verified = out.status.success();
+    log(
+        json_mode,
+        &format!(
+            "audit package of k1 at {}: {} ALEs in {} signed blocks; `verify audit` verified = {verified}",
+            dir.display(),
+            exported["ales"],
+            exported["blocks"]
+        ),
+    );
+    Ok(json!({
+        "dir": dir.display().to_string(),
+        "ales": exported["ales"],
+        "blocks": exported["blocks"],
+        "verified": verified,
+        "checks": report["checks"],
+        "inclusion": report["inclusion"],
+    }))
 }
 
 /// Offline verification of real vendor evidence (the vectors shipped in
@@ -759,6 +841,17 @@ pub fn print_human(s: &Value) {
         s["revocation"]["frozen_after_ms"],
         s["revocation"]["k3_refuses_to_sign"],
         s["revocation"]["k1_signers_after"]
+    );
+    println!(
+        "Audit package (k1, {} ALEs in {} FROST-signed session blocks) at {}: `verify audit` {}",
+        s["audit"]["ales"],
+        s["audit"]["blocks"],
+        s["audit_package"].as_str().unwrap_or_default(),
+        if s["audit"]["verified"] == json!(true) {
+            "verified"
+        } else {
+            "NOT verified"
+        }
     );
     println!("Vendor evidence from real hardware, verified offline with `verify`:");
     for o in s["vendor_evidence"].as_array().into_iter().flatten() {

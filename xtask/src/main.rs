@@ -55,6 +55,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("e2e", "reattest"),
     ("e2e", "tls"),
     ("e2e", "threshold"),
+    ("e2e", "gar"),
     ("attestation", "appraisal"),
     ("gpu-attest", "gpu"),
     ("measurements", "measure"),
@@ -107,6 +108,7 @@ fn main() -> anyhow::Result<()> {
                     .into_iter()
                     .flatten()
                     .all(|o| o["verified"] == serde_json::json!(true))
+                && summary["audit"]["verified"] == serde_json::json!(true)
                 && summary["vendor_evidence"]
                     .as_array()
                     .into_iter()

@@ -369,6 +369,7 @@ pub struct Cluster {
     pub monitor: verifier::MonitorConfig,
     pub db: PathBuf,
     pub reattest: enclave::ReattestConfig,
+    pub gar: enclave::GarConfig,
     _tpms: Vec<Swtpm>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -403,6 +404,8 @@ pub struct Options {
     pub event_log: bool,
     /// Catalog publisher keys pinned in every kernel (threshold 2).
     pub catalog_publishers: Vec<[u8; 32]>,
+    /// The kernels' session-block and anchoring settings (issue 4).
+    pub gar: enclave::GarConfig,
 }
 
 impl Default for Options {
@@ -425,6 +428,7 @@ impl Default for Options {
             boot_later: Vec::new(),
             event_log: false,
             catalog_publishers: Vec::new(),
+            gar: enclave::GarConfig::default(),
         }
     }
 }
@@ -595,7 +599,7 @@ impl Cluster {
                 gpus: false,
             };
             let (node_stop, node_rx) = tokio::sync::watch::channel(false);
-            let kernel = spawn_kernel(&cfg, opts.reattest, rx.clone(), node_rx);
+            let kernel = spawn_kernel(&cfg, opts.reattest, opts.gar, rx.clone(), node_rx);
             if !opts.boot_later.contains(id) {
                 let k = kernel.clone();
                 tokio::spawn(async move { k.boot().await });
@@ -626,6 +630,7 @@ impl Cluster {
             monitor: opts.monitor,
             db,
             reattest: opts.reattest,
+            gar: opts.gar,
             _tpms: tpms,
             shutdown: tx,
         }
@@ -675,6 +680,7 @@ impl Cluster {
     /// sockets), as a rebooted CVM would come back; `boot` also starts its boot.
     pub async fn restart(&mut self, id: &str, boot: bool) {
         let reattest = self.reattest;
+        let gar = self.gar;
         let global = self.shutdown.subscribe();
         let n = self.nodes.iter_mut().find(|n| n.id == id).unwrap();
         n.kernel.halt("test: restarted").await;
@@ -682,7 +688,7 @@ impl Cluster {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (stop, rx) = tokio::sync::watch::channel(false);
         n.stop = stop;
-        n.kernel = spawn_kernel(&n.cfg, reattest, global, rx);
+        n.kernel = spawn_kernel(&n.cfg, reattest, gar, global, rx);
         if boot {
             let k = n.kernel.clone();
             tokio::spawn(async move { k.boot().await });
@@ -740,11 +746,12 @@ impl Drop for Cluster {
 fn spawn_kernel(
     cfg: &KernelConfig,
     reattest: enclave::ReattestConfig,
+    gar: enclave::GarConfig,
     mut global: tokio::sync::watch::Receiver<bool>,
     mut own: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<Kernel> {
     let listener = cfg.vsock.listen().unwrap();
-    let kernel = Kernel::with_reattest(cfg.clone(), reattest).unwrap();
+    let kernel = Kernel::with_settings(cfg.clone(), reattest, gar).unwrap();
     let k = kernel.clone();
     tokio::spawn(async move {
         k.serve(listener, async move {

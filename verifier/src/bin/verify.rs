@@ -1,7 +1,8 @@
 //! `verify`: offline verification for resource providers and auditors.
 //!
 //! Evidence: `verify snp|tdx|tpm|bundle` (real vendor evidence with vendor roots pinned in the
-//! binary and collateral from files); kernel artefacts: `verify manifest|signature`.
+//! binary and collateral from files); kernel artefacts: `verify manifest|signature`; audit
+//! packages: `verify audit --package DIR [--ale SEQ]`.
 //!
 //! Exit codes: 0 affirming / verified, 1 not affirming (a contraindicated claim; the report
 //! says which check failed), 2 bad usage or unreadable input. `--json` prints the EAR-shaped
@@ -122,6 +123,22 @@ enum Cmd {
         /// Re-appraise the evidence under this policy (JSON).
         #[arg(long)]
         policy: Option<PathBuf>,
+    },
+    /// Check a kernel's exported audit package (KEE-1 P7 Governance Audit Record): the ALE
+    /// chain, every session block's RFC 9162 Merkle root, the previous-root links, every
+    /// block's FROST group signature (Ed25519) and, with `--ale`, that ALE's inclusion proof.
+    Audit {
+        /// The package directory (manifest.json, ales.cbor, blocks.cbor, signatures.cbor,
+        /// group_public_key.hex).
+        #[arg(long)]
+        package: PathBuf,
+        /// Prove this ALE (sequence number) is in its block.
+        #[arg(long)]
+        ale: Option<u64>,
+        /// Pin the group public key (hex or a file holding it) instead of trusting the
+        /// package's copy.
+        #[arg(long)]
+        group_public_key: Option<String>,
     },
     /// Check an Ed25519 (FROST group) signature over a hex digest.
     Signature {
@@ -343,6 +360,52 @@ fn run() -> anyhow::Result<bool> {
                         c.check,
                         c.detail
                     );
+                }
+                println!(
+                    "{}",
+                    if report.verified {
+                        "verified"
+                    } else {
+                        "NOT verified"
+                    }
+                );
+            }
+            Ok(report.verified)
+        }
+        Cmd::Audit {
+            package,
+            ale,
+            group_public_key,
+        } => {
+            if !package.is_dir() {
+                anyhow::bail!("no audit package directory at `{}`", package.display());
+            }
+            let pinned = group_public_key.as_deref().map(key_arg).transpose()?;
+            let report = verifier::offline::verify_audit_package(&package, ale, pinned.as_deref())
+                .context("reading the audit package")?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "audit package of kernel `{}`: {} ALEs, {} blocks",
+                    report.kernel_id, report.ales, report.blocks
+                );
+                for c in &report.checks {
+                    println!(
+                        "  [{}] {}: {}",
+                        if c.ok { "ok" } else { "FAIL" },
+                        c.check,
+                        c.detail
+                    );
+                }
+                if let Some(p) = &report.inclusion {
+                    println!(
+                        "  ALE {} in block {} (trace id {}): leaf {} of {}, root {}",
+                        p.seq, p.height, p.block_id, p.leaf_index, p.tree_size, p.root
+                    );
+                    for h in &p.audit_path {
+                        println!("    {h}");
+                    }
                 }
                 println!(
                     "{}",
