@@ -4,7 +4,8 @@
 //! whole set for its evaluation, never half of two.
 
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use wire::msg::{Decision, EvaluateParams};
 
 /// Longest context or entities JSON accepted (64 KiB).
@@ -60,6 +61,39 @@ pub struct Outcome {
 pub struct Engine {
     current: RwLock<Option<Arc<LoadedPolicies>>>,
     authorizer: Authorizer,
+    cache: Mutex<EvalCache>,
+}
+
+/// Most decisions the evaluation cache holds; a full cache is emptied and refilled.
+pub const MAX_CACHED_DECISIONS: usize = 16_384;
+
+/// KEE-2 D1's evaluation cache: outcomes by request, for one policy set. The key is SHA-256
+/// over the whole request (principal, action, resource, context JSON, entities JSON, each
+/// length-prefixed) — D1 names (action_type, context_hash, cap_profile_hash); the principal,
+/// resource and entities are in the key too, because the decision depends on them. A cache
+/// belongs to one `cap_profile_hash` and is emptied when the set changes, so a swap can never
+/// serve an outcome of the old set.
+#[derive(Debug, Default)]
+struct EvalCache {
+    cap_profile_hash: [u8; 32],
+    outcomes: HashMap<[u8; 32], Outcome>,
+}
+
+fn request_key(p: &EvaluateParams) -> [u8; 32] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        &p.principal,
+        &p.action,
+        &p.resource,
+        &p.context_json,
+        &p.entities_json,
+    ] {
+        h.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(h.finish().as_ref());
+    key
 }
 
 impl Engine {
@@ -68,14 +102,52 @@ impl Engine {
         Self {
             current: RwLock::new(policies.map(Arc::new)),
             authorizer: Authorizer::new(),
+            cache: Mutex::new(EvalCache::default()),
         }
     }
 
-    /// Replaces the policy set atomically.
+    /// Replaces the policy set atomically, and empties the evaluation cache.
     pub fn swap(&self, policies: LoadedPolicies) {
         if let Ok(mut g) = self.current.write() {
             *g = Some(Arc::new(policies));
         }
+        if let Ok(mut c) = self.cache.lock() {
+            c.outcomes.clear();
+        }
+    }
+
+    /// Evaluates a request through the evaluation cache: an identical request under the same
+    /// policy set gets the outcome computed the first time.
+    pub fn evaluate(&self, p: &EvaluateParams) -> Outcome {
+        let Some(policies) = self.snapshot() else {
+            return self.evaluate_uncached(p);
+        };
+        let key = request_key(p);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.cap_profile_hash != policies.hash {
+                c.cap_profile_hash = policies.hash;
+                c.outcomes.clear();
+            }
+            if let Some(o) = c.outcomes.get(&key) {
+                return o.clone();
+            }
+        }
+        let o = self.evaluate_with(&policies, p);
+        if let Ok(mut c) = self.cache.lock() {
+            // Only under the set it was computed with (a swap may have happened meanwhile).
+            if c.cap_profile_hash == policies.hash {
+                if c.outcomes.len() >= MAX_CACHED_DECISIONS {
+                    c.outcomes.clear();
+                }
+                c.outcomes.insert(key, o.clone());
+            }
+        }
+        o
+    }
+
+    /// How many outcomes the cache holds (for tests and metrics).
+    pub fn cached_decisions(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.outcomes.len())
     }
 
     /// The hash of the current set (SHA-256 of "" when none is loaded).
@@ -89,11 +161,16 @@ impl Engine {
         self.current.read().ok().and_then(|g| g.clone())
     }
 
-    /// Evaluates a request. Never fails: every error is a deny with its reason.
-    pub fn evaluate(&self, p: &EvaluateParams) -> Outcome {
+    /// Evaluates a request with Cedar, bypassing the cache. Never fails: every error is a
+    /// deny with its reason.
+    pub fn evaluate_uncached(&self, p: &EvaluateParams) -> Outcome {
         let Some(policies) = self.snapshot() else {
             return deny(attestation::sha256(b""), "no cedar policy set is loaded");
         };
+        self.evaluate_with(&policies, p)
+    }
+
+    fn evaluate_with(&self, policies: &LoadedPolicies, p: &EvaluateParams) -> Outcome {
         let hash = policies.hash;
         match build_request(p) {
             Ok((request, entities)) => {
@@ -266,5 +343,49 @@ mod tests {
         for r in readers {
             r.join().unwrap();
         }
+    }
+
+    #[test]
+    fn the_cache_answers_repeats_and_never_outlives_a_swap() {
+        let e = Engine::new(Some(LoadedPolicies::parse(POLICY).unwrap()));
+        let planner = params(
+            "Agent::\"planner\"",
+            "Action::\"read\"",
+            r#"{"purpose":"relief"}"#,
+        );
+        let scraper = params(
+            "Agent::\"scraper\"",
+            "Action::\"read\"",
+            r#"{"purpose":"relief"}"#,
+        );
+        let first = e.evaluate(&planner);
+        assert_eq!(first.decision, Decision::Allow);
+        assert_eq!(e.cached_decisions(), 1);
+        assert_eq!(
+            e.evaluate(&planner),
+            first,
+            "a repeat is answered from the cache"
+        );
+        assert_eq!(e.cached_decisions(), 1);
+        // Same action and context, other principal: its own entry and its own decision.
+        assert_eq!(e.evaluate(&scraper).decision, Decision::Deny);
+        assert_eq!(e.cached_decisions(), 2);
+        // A swap empties the cache: the cached allow is not served under the new set.
+        e.swap(LoadedPolicies::parse(r#"forbid(principal, action, resource);"#).unwrap());
+        assert_eq!(e.cached_decisions(), 0);
+        let after = e.evaluate(&planner);
+        assert_eq!(after.decision, Decision::Deny);
+        assert_ne!(after.cap_profile_hash, first.cap_profile_hash);
+        assert_eq!(after, e.evaluate_uncached(&planner));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let e = Engine::new(Some(LoadedPolicies::parse(POLICY).unwrap()));
+        for i in 0..MAX_CACHED_DECISIONS + 10 {
+            e.evaluate(&params(&format!("Agent::\"a{i}\""), "Action::\"read\"", ""));
+        }
+        assert!(e.cached_decisions() <= MAX_CACHED_DECISIONS);
+        assert!(e.cached_decisions() >= 10);
     }
 }
