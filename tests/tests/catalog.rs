@@ -2,7 +2,9 @@
 //! SQLite): a 2-of-3 publisher-signed update is staged through the host proxy, activates at
 //! its effective date and not before, and every later decision ALE carries the new
 //! `cap_profile_hash`; one signature, a replayed or older version, a foreign fleet and a
-//! foreign publisher are refused with a reason and an ALE, and change nothing.
+//! foreign publisher are refused with a reason and an ALE, and change nothing. (A kernel with
+//! no pinned publishers refusing every update is a unit test of `enclave::catalog`: one
+//! cluster per test binary, see `tests/tests/gar.rs`.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -223,21 +225,4 @@ async fn a_two_of_three_update_activates_at_its_effective_date_and_bad_ones_chan
     assert!(older.contains("rollback"), "{older}");
     assert_eq!(read_census(k1, true).await, Decision::Allow);
     assert_eq!(audit_count(k1, events::CATALOG_STAGED), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_kernel_without_pinned_publishers_refuses_every_update() {
-    let (a, b) = (key(), key());
-    let cl = Cluster::start(Options::default()).await;
-    cl.settle(WAIT).await;
-    let k1 = cl.node("k1");
-    let r = refusal(
-        stage(
-            k1,
-            update("test-fleet", 1, attestation::now_ms(), &[&a, &b]),
-        )
-        .await,
-    );
-    assert!(r.contains("no catalog publishers are pinned"), "{r}");
-    assert_eq!(read_census(k1, false).await, Decision::Allow);
 }
