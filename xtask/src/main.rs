@@ -129,7 +129,27 @@ fn main() -> anyhow::Result<()> {
             setup::ensure_packages()?;
             setup::ensure_tools(&target_dir())?;
             cargo(&["build", "--workspace", "--bins"])?;
-            cargo(&["test", "--workspace", "--all-features", "--no-fail-fast"])
+            let rest = cargo(&[
+                "test",
+                "--workspace",
+                "--all-features",
+                "--no-fail-fast",
+                "--exclude",
+                "e2e",
+            ]);
+            // The e2e tests each run a whole cluster (verifier, three kernels, proxies,
+            // swtpms); two clusters at once in one test process can stall a kernel's boot
+            // (not understood yet, see docs/architecture.md), so they run one at a time.
+            let e2e = cargo(&[
+                "test",
+                "-p",
+                "e2e",
+                "--all-features",
+                "--no-fail-fast",
+                "--",
+                "--test-threads=1",
+            ]);
+            rest.and(e2e)
         }
         Some("bench") => {
             setup::ensure_packages()?;
