@@ -15,6 +15,7 @@
 //! then `verify`, which returns a type whose fields are the only ones later code reads.
 #![forbid(unsafe_code)]
 
+pub mod acd;
 pub mod ak;
 pub mod appraisal;
 pub mod azure;

@@ -16,6 +16,9 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 pub struct LoadedPolicies {
     set: PolicySet,
     hash: [u8; 32],
+    /// The exact text hashed, kept so the KEE-1 P3 check can recompute the hash of the live
+    /// set instead of trusting the stored one.
+    text: String,
 }
 
 /// Errors loading a policy set.
@@ -35,7 +38,12 @@ impl LoadedPolicies {
         Ok(Self {
             set,
             hash: attestation::sha256(text.as_bytes()),
+            text: text.to_string(),
         })
+    }
+    /// SHA-256 recomputed now over the text this set was parsed from.
+    pub fn recompute_hash(&self) -> [u8; 32] {
+        attestation::sha256(self.text.as_bytes())
     }
     /// The `cap_profile_hash`.
     pub fn hash(&self) -> [u8; 32] {
@@ -104,6 +112,13 @@ impl Engine {
             authorizer: Authorizer::new(),
             cache: Mutex::new(EvalCache::default()),
         }
+    }
+
+    /// KEE-1 P3 check 2: the hash recomputed over the live policy set (`None`: no set is
+    /// loaded, so there is nothing a record could commit to).
+    pub fn live_policy_hash(&self) -> Option<[u8; 32]> {
+        let g = self.current.read().ok()?;
+        g.as_ref().map(|p| p.recompute_hash())
     }
 
     /// Replaces the policy set atomically, and empties the evaluation cache.
@@ -268,6 +283,7 @@ mod tests {
             context_json: context.into(),
             entities_json: String::new(),
             session_id: String::new(),
+            agent_xpid: String::new(),
         }
     }
 

@@ -94,6 +94,19 @@ pub(crate) fn check_auth(
             auth.kernel_id
         ));
     }
+    verify_peer(k, auth, method, session_id, target, payload)
+}
+
+/// Checks that `auth` comes from an attested kernel: a verifier-signed affirming result
+/// about `auth.kernel_id`, naming the attestation key that signed this request.
+pub(crate) fn verify_peer(
+    k: &Kernel,
+    auth: &PeerAuth,
+    method: &str,
+    session_id: &[u8],
+    target: &str,
+    payload: &[u8],
+) -> Result<(), String> {
     let r = verify_result(&auth.result, &k.cfg.verifier_public_key)
         .map_err(|e| format!("peer attestation result: {e}"))?;
     if r.kernel_id != auth.kernel_id {

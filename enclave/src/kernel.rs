@@ -42,6 +42,20 @@ pub mod events {
     pub const CATALOG_REFUSED: &str = "soos.governance.catalog.refused";
     /// A staged catalog update activated at its effective date (phase 2).
     pub const CATALOG_ACTIVATED: &str = "soos.governance.catalog.activated";
+    /// An ACD Record issued after the four checks passed (KEE-1 P3).
+    pub const ACD_ISSUED: &str = "soos.governance.acd.issued";
+    /// An ACD Record refused, with every check's outcome.
+    pub const ACD_REFUSED: &str = "soos.governance.acd.refused";
+    /// A session ended by its client; its block closes at the next anchoring pass.
+    pub const SESSION_ENDED: &str = "soos.governance.session.ended";
+    /// ALE-PEER-01: both kernels' attestation verified.
+    pub const PEER_MUTUAL_ATTESTATION_COMPLETE: &str = "ALE-PEER-01.MUTUAL_ATTESTATION_COMPLETE";
+    /// ALE-PEER-02: the jointly derived `ptxn_id` and its countersigned PTR.
+    pub const PEER_PTXN_ID_ISSUED: &str = "ALE-PEER-02.PTXN_ID_ISSUED";
+    /// ALE-PEER-03: the transaction completed.
+    pub const PEER_TRANSACTION_COMPLETE: &str = "ALE-PEER-03.PEER_TRANSACTION_COMPLETE";
+    /// ALE-PEER-04: mutual attestation failed; nothing was sent.
+    pub const PEER_ATTESTATION_FAILED: &str = "ALE-PEER-04.PEER_ATTESTATION_FAILED";
 }
 
 /// Most connections served at once.
@@ -75,6 +89,10 @@ pub struct Kernel {
     pub(crate) catalog: crate::catalog::CatalogAuthority,
     catalog_staged: tokio::sync::Notify,
     pub(crate) gar: crate::gar::GarState,
+    /// The policy set the kernel committed to: (catalog version, hash); version 0 is the
+    /// boot set the manifest names (KEE-1 P3 check 2).
+    committed_policy: Mutex<(u64, [u8; 32])>,
+    pub(crate) peer: crate::peer::PeerState,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -175,6 +193,8 @@ impl Kernel {
             catalog,
             catalog_staged: tokio::sync::Notify::new(),
             gar: crate::gar::GarState::new(gar),
+            committed_policy: Mutex::new((0, [0; 32])),
+            peer: crate::peer::PeerState::default(),
         }))
     }
 
@@ -243,6 +263,16 @@ impl Kernel {
                 None
             }
         }
+    }
+
+    /// Audits one event; its sequence number once durable.
+    pub(crate) async fn audit_seq(
+        &self,
+        kind: &str,
+        session: &str,
+        body: &impl Serialize,
+    ) -> Option<u64> {
+        self.audit(kind, session, body).await.map(|(seq, _)| seq)
     }
 
     /// Audits one event of `kind` (a ceremony or signing refusal, say).
@@ -336,6 +366,9 @@ impl Kernel {
         let mut delay = self.cfg.retry.initial_ms.max(1);
         let mut attempts = 0u32;
         let cap = self.engine.cap_profile_hash();
+        if let Ok(mut c) = self.committed_policy.lock() {
+            *c = (0, cap);
+        }
         loop {
             attempts += 1;
             match self.boot_once(cap).await {
@@ -430,6 +463,43 @@ impl Kernel {
     pub fn peer_revoked(&self, kernel_id: &str) -> bool {
         self.with_gate(|g| g.peer_revoked(kernel_id))
             .unwrap_or(true)
+    }
+
+    /// The kernel's KIA id (its kernel id, as the manifest records).
+    pub fn kia_id(&self) -> &str {
+        &self.cfg.kernel_id
+    }
+
+    /// The policy set committed to: (catalog version, hash).
+    pub fn committed_policy(&self) -> (u64, [u8; 32]) {
+        self.committed_policy
+            .lock()
+            .map(|c| *c)
+            .unwrap_or((u64::MAX, [0xff; 32]))
+    }
+
+    /// Whether the revocation lists are current (KEE-1 P8, kernel side).
+    pub fn revocation_view(&self) -> crate::reattest::RevocationView {
+        let t = self.feed_timeout();
+        self.with_gate(|g| g.revocation_view(Instant::now(), t))
+            .unwrap_or_else(|| {
+                crate::reattest::RevocationView::Unknown("gate lock poisoned".into())
+            })
+    }
+
+    /// Whether the feed lists `kia_id` as revoked.
+    pub fn kia_revoked(&self, kia_id: &str) -> bool {
+        self.with_gate(|g| g.kia_revoked(kia_id)).unwrap_or(true)
+    }
+
+    /// Whether the feed lists `xpid` as revoked.
+    pub fn xpid_revoked(&self, xpid: &str) -> bool {
+        self.with_gate(|g| g.xpid_revoked(xpid)).unwrap_or(true)
+    }
+
+    /// Whether the verifier revoked this kernel.
+    pub fn self_revoked(&self) -> bool {
+        self.with_gate(|g| g.self_revoked()).unwrap_or(true)
     }
 
     /// Revoked peers of this kernel's ceremony, as the feed last said.
@@ -616,7 +686,48 @@ impl Kernel {
                 Response::error(ErrorCode::Internal, "ceremony message not routed")
             }
             Request::CatalogUpdate(p) => self.stage_catalog(&p.signed).await,
+            Request::EndSession(p) => self.end_session_call(&p.session_id).await,
+            Request::AcdIssue(p) => crate::acd::issue(self, &p).await,
+            Request::PeerTransaction(p) => crate::peer::initiate(self, &p).await,
+            Request::PeerComplete(p) => crate::peer::complete(self, &p).await,
+            Request::PeerHello(p) => crate::peer::on_hello(self, &p).await,
+            Request::PeerCommit(p) => crate::peer::on_commit(self, &p).await,
+            Request::PeerDone(p) => crate::peer::on_done(self, &p).await,
         }
+    }
+
+    /// `end_session`: records the end (the block's last ALE) and marks the session so its
+    /// block closes and is signed at the next anchoring pass.
+    async fn end_session_call(&self, session_id: &str) -> Response {
+        if session_id.is_empty() || session_id.len() > crate::acd::MAX_ID_BYTES {
+            return Response::error(
+                ErrorCode::BadRequest,
+                format!("session_id must be 1 to {} bytes", crate::acd::MAX_ID_BYTES),
+            );
+        }
+        if session_id == crate::gar::GAR_SESSION {
+            return Response::error(
+                ErrorCode::BadRequest,
+                "the kernel's own anchoring session cannot be ended",
+            );
+        }
+        let Some((seq, _)) = self
+            .audit(events::SESSION_ENDED, session_id, &"ended")
+            .await
+        else {
+            return Response::error(
+                ErrorCode::Internal,
+                "audit log unavailable; session not ended",
+            );
+        };
+        if let Err(e) = self.end_session(session_id) {
+            tracing::error!(error = %e, "session end not recorded");
+            return Response::error(ErrorCode::Internal, "session end could not be recorded");
+        }
+        Response::SessionEnded(wire::msg::SessionEndedInfo {
+            session_id: session_id.to_string(),
+            ale_seq: seq,
+        })
     }
 
     /// KEE-1 P4 phase 1: verify and stage a catalog update; every outcome is an ALE, and a
@@ -678,7 +789,11 @@ impl Kernel {
                     activated_at_ms: now,
                     cap_profile_hash: staged.policies.hash().to_vec(),
                 };
+                let hash = staged.policies.hash();
                 self.engine.swap(staged.policies);
+                if let Ok(mut c) = self.committed_policy.lock() {
+                    *c = (staged.version, hash);
+                }
                 self.audit(events::CATALOG_ACTIVATED, "catalog", &record)
                     .await;
                 tracing::info!(kernel = %self.cfg.kernel_id, version = record.version, "catalog activated");
@@ -696,6 +811,25 @@ impl Kernel {
 
     async fn evaluate(&self, p: &EvaluateParams) -> Response {
         let mut o = self.engine.evaluate(p);
+        if !p.agent_xpid.is_empty() {
+            // KEE-1 P8: a revoked XPID, or a revocation status the kernel cannot vouch for,
+            // is a DENY whatever the policies say.
+            let why = match (uuid::Uuid::parse_str(&p.agent_xpid), self.revocation_view()) {
+                (Err(_), _) => Some(format!("agent_xpid `{}` is not a UUID", p.agent_xpid)),
+                (Ok(_), crate::reattest::RevocationView::Unknown(w)) => {
+                    Some(format!("revocation status unknown: {w}"))
+                }
+                (Ok(x), _) if self.xpid_revoked(&x.to_string()) => {
+                    Some(format!("agent XPID `{x}` is revoked"))
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                o.decision = wire::msg::Decision::Deny;
+                o.policies.clear();
+                o.reasons = vec![why];
+            }
+        }
         if self.gar.deny_all() {
             // KEE-2 D3: no anchoring for over 3x the interval; nothing is allowed until a
             // block is anchored again.

@@ -10,6 +10,7 @@
 //! uncertainty ends in a refusal.
 #![forbid(unsafe_code)]
 
+pub mod acd;
 pub mod audit;
 pub mod boot;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod dkg;
 pub mod frost;
 pub mod gar;
 pub mod kernel;
+pub mod peer;
 pub mod pid1;
 pub mod reattest;
 pub mod repair;

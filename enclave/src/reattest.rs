@@ -33,6 +33,9 @@ use wire::verifier::{
     VerifierRequest, VerifierResponse, WatchParams, WATCH_NONCE_BYTES,
 };
 
+/// KEE-1 P8: past this, an uncertain revocation status means deny.
+pub const P8_BOUND_MS: u64 = 30_000;
+
 /// Default feed timeout: below KEE-1 P8's 30 s and the host proxy's 30 s response timeout,
 /// above the verifier's default 10 s hold.
 pub const FEED_TIMEOUT_MS: u64 = 25_000;
@@ -70,8 +73,21 @@ pub struct Gate {
     reason: String,
     own_failure: Option<String>,
     revoked_peers: BTreeSet<String>,
+    revoked_kia_ids: BTreeSet<String>,
+    revoked_xpids: BTreeSet<String>,
     credential: Option<Vec<u8>>,
     last_verdict: Option<Result<(), String>>,
+}
+
+/// What the kernel can say about revocations at a given moment (KEE-1 P8, kernel side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationView {
+    /// A verified feed status answered a `watch` sent within the feed timeout (below P8's
+    /// 30 s): the lists are current.
+    Clean,
+    /// No fresh status: whatever was revoked since is unknown, so every revocation check
+    /// fails (fail closed). The reason says how stale.
+    Unknown(String),
 }
 
 impl Default for Gate {
@@ -82,6 +98,8 @@ impl Default for Gate {
             reason: "not attested yet".into(),
             own_failure: None,
             revoked_peers: BTreeSet::new(),
+            revoked_kia_ids: BTreeSet::new(),
+            revoked_xpids: BTreeSet::new(),
             credential: None,
             last_verdict: None,
         }
@@ -134,6 +152,40 @@ impl Gate {
         self.state = st.state;
         self.reason = st.reason.clone();
         self.revoked_peers = st.revoked_peers.iter().cloned().collect();
+        self.revoked_kia_ids = st.revoked_kia_ids.iter().cloned().collect();
+        self.revoked_xpids = st.revoked_xpids.iter().cloned().collect();
+    }
+
+    /// Whether the revocation lists can be vouched for at `now`.
+    pub fn revocation_view(&self, now: Instant, feed_timeout: Duration) -> RevocationView {
+        let Some(fresh) = self.fresh_at else {
+            return RevocationView::Unknown("no revocation status received yet".into());
+        };
+        let age = now.saturating_duration_since(fresh);
+        let bound = feed_timeout.min(Duration::from_millis(P8_BOUND_MS));
+        if age > bound {
+            return RevocationView::Unknown(format!(
+                "revocation feed silent for {} ms (bound {} ms)",
+                age.as_millis(),
+                bound.as_millis()
+            ));
+        }
+        RevocationView::Clean
+    }
+
+    /// Whether `kia_id` is revoked (the feed's list).
+    pub fn kia_revoked(&self, kia_id: &str) -> bool {
+        self.revoked_kia_ids.contains(kia_id)
+    }
+
+    /// Whether `xpid` is revoked (the feed's list; compared as lowercase).
+    pub fn xpid_revoked(&self, xpid: &str) -> bool {
+        self.revoked_xpids.contains(&xpid.to_ascii_lowercase()) || self.revoked_xpids.contains(xpid)
+    }
+
+    /// Whether the verifier's feed says this kernel itself is revoked.
+    pub fn self_revoked(&self) -> bool {
+        self.state == AttestationState::Revoked
     }
 
     /// The kernel's own challenge answer was appraised (result verified by the caller).
@@ -372,6 +424,8 @@ mod tests {
             state,
             reason: "because".into(),
             revoked_peers: peers.iter().map(|p| p.to_string()).collect(),
+            revoked_kia_ids: Vec::new(),
+            revoked_xpids: Vec::new(),
             challenge: None,
             hold_ms: 10,
         }

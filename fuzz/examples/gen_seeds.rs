@@ -56,6 +56,7 @@ fn evaluate() -> Request {
         context_json: "{}".into(),
         entities_json: String::new(),
         session_id: "s1".into(),
+        agent_xpid: String::new(),
     })
 }
 

@@ -70,6 +70,7 @@ fn cedar_one_core(cached: bool) -> f64 {
             context_json: r#"{"purpose":"relief","clearance":4}"#.into(),
             entities_json: String::new(),
             session_id: "bench".into(),
+            agent_xpid: String::new(),
         })
         .collect();
     // One thread: the figure is per core.
@@ -167,6 +168,7 @@ async fn signatures_for(c: &Cluster, sessions: usize, pause: Option<Duration>) -
                         context_json: r#"{"purpose":"relief"}"#.into(),
                         entities_json: String::new(),
                         session_id: session.clone(),
+                        agent_xpid: String::new(),
                     }))
                     .await;
                 assert!(

@@ -49,6 +49,7 @@ fn params() -> EvaluateParams {
         context_json: r#"{"purpose":"relief"}"#.into(),
         entities_json: String::new(),
         session_id: "bench".into(),
+        agent_xpid: String::new(),
     }
 }
 

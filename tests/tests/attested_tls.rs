@@ -37,6 +37,7 @@ fn secret_call() -> Request {
         context_json: r#"{"purpose":"relief"}"#.into(),
         entities_json: String::new(),
         session_id: "tls-test".into(),
+        agent_xpid: String::new(),
     })
 }
 

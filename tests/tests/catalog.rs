@@ -110,6 +110,7 @@ async fn read_census(n: &Node, approved: bool) -> Decision {
             context_json: context.into(),
             entities_json: String::new(),
             session_id: "catalog".into(),
+            agent_xpid: String::new(),
         }),
     )
     .await

@@ -37,6 +37,7 @@ async fn evaluate(n: &Node, session: &str) -> wire::msg::DecisionInfo {
             context_json: r#"{"purpose":"relief"}"#.into(),
             entities_json: String::new(),
             session_id: session.into(),
+            agent_xpid: String::new(),
         }),
     )
     .await

@@ -45,6 +45,7 @@ async fn evaluate(n: &Node) -> Response {
             context_json: r#"{"purpose":"relief"}"#.into(),
             entities_json: String::new(),
             session_id: "reattest".into(),
+            agent_xpid: String::new(),
         }),
     )
     .await

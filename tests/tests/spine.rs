@@ -25,6 +25,7 @@ fn ask(principal: &str, action: &str, context: &str) -> Request {
         context_json: context.into(),
         entities_json: String::new(),
         session_id: "s1".into(),
+        agent_xpid: String::new(),
     })
 }
 

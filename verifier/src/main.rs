@@ -97,6 +97,44 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a KIA id or an agent XPID fleet-wide (KEE-1 P3 checks 3-4, P8): every kernel
+    /// learns it on its feed, then refuses ACD records and PEER transactions naming it and
+    /// denies the XPID's decisions. Applied by the running service within one sweep; its
+    /// propagation is tracked to `clean`, `partial` or `unknown` (`verifier revocations`).
+    RevokeIdentity {
+        /// A KIA id to revoke.
+        #[arg(long, conflicts_with = "xpid", required_unless_present = "xpid")]
+        kia: Option<String>,
+        /// An agent XPID (UUID) to revoke.
+        #[arg(long)]
+        xpid: Option<String>,
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Why.
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+        /// Wait this long for the running service to settle its propagation (ms; 0 = do
+        /// not wait).
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every revocation (kernels, KIA ids, XPIDs) with its KEE-1 P8 completion state, and
+    /// every revoked identity.
+    Revocations {
+        /// SQLite state file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Most revocations listed.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift an operator hold; the kernel is reinstated only by a fresh affirming result.
     Admit {
         /// Kernel id.
@@ -453,6 +491,52 @@ fn main() -> anyhow::Result<()> {
             wait_ms,
             json,
         ),
+        Cmd::RevokeIdentity {
+            kia,
+            xpid,
+            db,
+            reason,
+            wait_ms,
+            json,
+        } => {
+            let store = open_existing(&db)?;
+            let (kind, subject) = match (kia, xpid) {
+                (Some(k), _) => (verifier::registry::IdentityKind::Kia, k),
+                (None, Some(x)) => (verifier::registry::IdentityKind::Xpid, x),
+                (None, None) => anyhow::bail!("give --kia ID or --xpid UUID"),
+            };
+            let r = verifier::ops::revoke_identity(
+                &store,
+                kind,
+                &subject,
+                &reason,
+                std::time::Duration::from_millis(wait_ms),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} `{}` revoked ({}); propagation: {}",
+                    r.kind.as_str(),
+                    r.subject,
+                    r.reason,
+                    r.completion
+                        .as_deref()
+                        .unwrap_or("not yet picked up by the service")
+                );
+            }
+            Ok(())
+        }
+        Cmd::Revocations { db, limit, json } => {
+            let store = open_existing(&db)?;
+            let v = verifier::ops::revocations(&store, limit)?;
+            if json {
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                print!("{}", verifier::ops::render_revocations(&v));
+            }
+            Ok(())
+        }
         Cmd::Admit {
             id,
             db,

@@ -8,7 +8,8 @@
 
 use crate::monitor::metrics::MetricsSnapshot;
 use crate::registry::{
-    action, AppraisalEntry, HistoryEntry, KernelRecord, OperatorCommand, RevocationRecord,
+    action, completion, AppraisalEntry, HistoryEntry, IdentityKind, IdentityRevocation,
+    KernelRecord, OperatorCommand, RevocationRecord,
 };
 use crate::store::{Store, StoreError};
 use serde::Serialize;
@@ -21,6 +22,9 @@ pub enum OpsError {
     /// "kernel `{0}` is not registered (run a ceremony that names it)".
     #[error("kernel `{0}` is not registered (run a ceremony that names it)")]
     NotRegistered(String),
+    /// "`{0}` is not a revocable identity (a KIA id of 1-256 bytes, or an XPID UUID)".
+    #[error("`{0}` is not a revocable identity (a KIA id of 1-256 bytes, or an XPID UUID)")]
+    BadIdentity(String),
     /// The database could not be read or written.
     #[error("verifier database")]
     Store(#[from] StoreError),
@@ -79,6 +83,81 @@ pub fn request(
 /// Queues a revocation.
 pub fn revoke(store: &Store, kernel_id: &str, reason: &str) -> Result<OperatorCommand, OpsError> {
     request(store, kernel_id, action::REVOKE, reason)
+}
+
+/// `verifier revocations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevocationsView {
+    /// Latest revocations of every kind, newest first.
+    pub revocations: Vec<RevocationRecord>,
+    /// Every revoked KIA id and XPID.
+    pub identities: Vec<IdentityRevocation>,
+}
+
+/// Revokes a KIA id or XPID (durably) and waits up to `wait` for the running service to
+/// settle its propagation; returns the revocation as it stands then. Revoking an id twice
+/// keeps the first revocation.
+pub fn revoke_identity(
+    store: &Store,
+    kind: IdentityKind,
+    subject: &str,
+    reason: &str,
+    wait: Duration,
+) -> Result<IdentityRevocation, OpsError> {
+    if subject.is_empty() || subject.len() > 256 {
+        return Err(OpsError::BadIdentity(subject.to_string()));
+    }
+    if kind == IdentityKind::Xpid && uuid::Uuid::parse_str(subject).is_err() {
+        return Err(OpsError::BadIdentity(subject.to_string()));
+    }
+    store.revoke_identity(kind, subject, reason, attestation::now_ms())?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let found = store
+            .identity_revocations()?
+            .into_iter()
+            .find(|r| r.kind == kind && r.subject == subject)
+            .ok_or_else(|| OpsError::BadIdentity(subject.to_string()))?;
+        let settled = found
+            .completion
+            .as_deref()
+            .is_some_and(|c| c != completion::PENDING);
+        if settled || Instant::now() >= deadline {
+            return Ok(found);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every revocation and revoked identity.
+pub fn revocations(store: &Store, limit: u32) -> Result<RevocationsView, OpsError> {
+    Ok(RevocationsView {
+        revocations: store.all_revocations(limit)?,
+        identities: store.identity_revocations()?,
+    })
+}
+
+/// `verifier revocations` as a table.
+pub fn render_revocations(v: &RevocationsView) -> String {
+    let mut out = format!(
+        "{:<5} {:<40} {:<9} {:<8} {:>7} {:>6} {:>9}  {}\n",
+        "ID", "SUBJECT", "CAUSE", "STATE", "TARGETS", "ACKED", "MAX MS", "REASON"
+    );
+    for r in &v.revocations {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<40} {:<9} {:<8} {:>7} {:>6} {:>9}  {}",
+            r.id,
+            r.kernel_id,
+            r.cause,
+            r.completion,
+            r.targets,
+            r.acked,
+            when(r.max_propagation_ms),
+            r.reason
+        );
+    }
+    out
 }
 
 /// Waits up to `timeout` for the running service to apply a command; returns it as it

@@ -63,6 +63,14 @@ CREATE TABLE IF NOT EXISTS metrics (
     at_ms INTEGER NOT NULL,
     json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS identity_revocations (
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    revocation_id INTEGER,
+    PRIMARY KEY (kind, subject)
+);
 CREATE TABLE IF NOT EXISTS event_logs (
     kernel_id TEXT PRIMARY KEY,
     ak_digest BLOB NOT NULL,
@@ -154,6 +162,57 @@ pub struct AppraisalEntry {
     pub status: String,
     /// Reasons of the non-affirming claims.
     pub reasons: String,
+}
+
+/// What an identity revocation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    /// A KIA id (KIA-03 §8): a kernel's or an agent's signing identity.
+    Kia,
+    /// An agent XPID (KIA-03 §6.5).
+    Xpid,
+}
+
+impl IdentityKind {
+    /// `kia` or `xpid`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IdentityKind::Kia => "kia",
+            IdentityKind::Xpid => "xpid",
+        }
+    }
+    /// Parses [`IdentityKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "kia" => Some(IdentityKind::Kia),
+            "xpid" => Some(IdentityKind::Xpid),
+            _ => None,
+        }
+    }
+}
+
+/// A revoked KIA id or XPID, with its propagation (KEE-1 P8) once the service tracked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityRevocation {
+    /// KIA id or XPID.
+    pub kind: IdentityKind,
+    /// The revoked id.
+    pub subject: String,
+    /// Why.
+    pub reason: String,
+    /// When revoked (Unix ms).
+    pub at_ms: u64,
+    /// The `revocations` row tracking its propagation; `None` until the service picked it up.
+    pub revocation_id: Option<i64>,
+    /// [`completion`] state, once tracked.
+    pub completion: Option<String>,
+    /// Kernels that had to learn it.
+    pub targets: Option<u32>,
+    /// How many acknowledged within the bound.
+    pub acked: Option<u32>,
+    /// Slowest acknowledgement (ms).
+    pub max_propagation_ms: Option<u64>,
 }
 
 /// One revocation.
@@ -439,6 +498,101 @@ impl Store {
                 params![completion::UNKNOWN, ms(now_ms), completion::PENDING],
             )
         })
+    }
+
+    /// Revokes a KIA id or an agent XPID fleet-wide (durable). Returns `false` when it was
+    /// already revoked. The running service pushes it on every kernel's feed within one
+    /// sweep and tracks its propagation like a kernel revocation.
+    pub fn revoke_identity(
+        &self,
+        kind: IdentityKind,
+        subject: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.durable(|conn| {
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO identity_revocations (kind, subject, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![kind.as_str(), subject, reason, ms(now_ms)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// How many identities are revoked: the monitor reloads them when this changes.
+    pub fn identity_mark(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()?
+            .query_row("SELECT COUNT(*) FROM identity_revocations", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// Every revoked identity, oldest first.
+    pub fn identity_revocations(&self) -> Result<Vec<IdentityRevocation>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT i.kind, i.subject, i.reason, i.at_ms, i.revocation_id, r.completion, r.targets, r.acked, r.max_propagation_ms
+             FROM identity_revocations i LEFT JOIN revocations r ON r.id = i.revocation_id
+             ORDER BY i.at_ms, i.subject",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let kind: String = r.get(0)?;
+            Ok(IdentityRevocation {
+                // An unknown kind is kept as a KIA revocation: it still denies (fail closed).
+                kind: IdentityKind::parse(&kind).unwrap_or(IdentityKind::Kia),
+                subject: r.get(1)?,
+                reason: r.get(2)?,
+                at_ms: unms(r.get(3)?),
+                revocation_id: r.get(4)?,
+                completion: r.get(5)?,
+                targets: r
+                    .get::<_, Option<i64>>(6)?
+                    .and_then(|v| u32::try_from(v).ok()),
+                acked: r
+                    .get::<_, Option<i64>>(7)?
+                    .and_then(|v| u32::try_from(v).ok()),
+                max_propagation_ms: r.get::<_, Option<i64>>(8)?.map(unms),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Starts tracking an identity revocation's propagation: a `revocations` row (subject
+    /// `kia:ID` / `xpid:UUID`, cause `identity`) linked from the identity row.
+    pub fn track_identity_revocation(
+        &self,
+        kind: IdentityKind,
+        subject: &str,
+        reason: &str,
+        at_ms: u64,
+        targets: u32,
+    ) -> Result<i64, StoreError> {
+        self.durable(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO revocations (kernel_id, at_ms, cause, reason, completion, targets) VALUES (?1, ?2, 'identity', ?3, ?4, ?5)",
+                params![format!("{}:{subject}", kind.as_str()), ms(at_ms), reason, completion::PENDING, i64::from(targets)],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE identity_revocations SET revocation_id = ?3 WHERE kind = ?1 AND subject = ?2",
+                params![kind.as_str(), subject, id],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Latest revocations of every kind, newest first.
+    pub fn all_revocations(&self, limit: u32) -> Result<Vec<RevocationRecord>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, kernel_id, at_ms, cause, reason, completion, targets, acked, max_propagation_ms, completed_at_ms
+             FROM revocations ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![i64::from(limit)], revocation)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Latest revocations of a kernel, newest first.

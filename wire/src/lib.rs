@@ -15,6 +15,7 @@ pub mod frame;
 pub mod hybrid;
 pub mod msg;
 pub mod verifier;
+pub mod xpid;
 
 pub use codec::{decode, encode, CodecError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_BYTES};

@@ -22,12 +22,28 @@ pub mod method {
     pub const FROST_SIGN: &str = "frost_sign";
     /// A publisher-signed catalog (CAP profile) update to stage (KEE-1 P4, KEE-2 D4).
     pub const CATALOG_UPDATE: &str = "catalog_update";
-    /// Every method the enclave knows.
     /// Peer, DKG/refresh round 1: a kernel's round-1 package (commitment and proof of
     /// knowledge) and the X25519 key the target seals its round-2 package to.
     pub const DKG_ROUND1: &str = "dkg_round1";
     /// Peer, DKG/refresh round 2: a round-2 package (a secret share), sealed to the target.
     pub const DKG_ROUND2: &str = "dkg_round2";
+    /// Ends a governance session: its Session Block closes and is threshold-signed at the
+    /// next anchoring pass (KEE-2 D3).
+    pub const END_SESSION: &str = "end_session";
+    /// An ACD Record after the KEE-1 P3 four-check, or a reasoned refusal.
+    pub const ACD_ISSUE: &str = "acd_issue";
+    /// Client: open a PEER transaction with another kernel (mutual attestation, jointly
+    /// derived `ptxn_id`, countersigned PTR) before any payload is sent.
+    pub const PEER_TRANSACTION: &str = "peer_transaction";
+    /// Client: the PEER transaction's payload was exchanged (ALE-PEER-03 on both sides).
+    pub const PEER_COMPLETE: &str = "peer_complete";
+    /// Peer kernel, PEER step 1: the initiator's KIA id, nonce and attested credential.
+    pub const PEER_HELLO: &str = "peer_hello";
+    /// Peer kernel, PEER step 2: the PTR to countersign.
+    pub const PEER_COMMIT: &str = "peer_commit";
+    /// Peer kernel, PEER step 3: the initiator says the transaction completed.
+    pub const PEER_DONE: &str = "peer_done";
+    /// Every method the enclave knows.
     pub const ALL: &[&str] = &[
         HEALTH,
         MANIFEST,
@@ -38,6 +54,13 @@ pub mod method {
         DKG_ROUND1,
         DKG_ROUND2,
         CATALOG_UPDATE,
+        END_SESSION,
+        ACD_ISSUE,
+        PEER_TRANSACTION,
+        PEER_COMPLETE,
+        PEER_HELLO,
+        PEER_COMMIT,
+        PEER_DONE,
     ];
 }
 
@@ -70,6 +93,20 @@ pub enum Request {
     DkgRound2(DkgRound2Params),
     /// See [`method::CATALOG_UPDATE`].
     CatalogUpdate(CatalogUpdateParams),
+    /// See [`method::END_SESSION`].
+    EndSession(EndSessionParams),
+    /// See [`method::ACD_ISSUE`].
+    AcdIssue(AcdIssueParams),
+    /// See [`method::PEER_TRANSACTION`].
+    PeerTransaction(PeerTransactionParams),
+    /// See [`method::PEER_COMPLETE`].
+    PeerComplete(PeerCompleteParams),
+    /// See [`method::PEER_HELLO`].
+    PeerHello(PeerHelloParams),
+    /// See [`method::PEER_COMMIT`].
+    PeerCommit(PeerCommitParams),
+    /// See [`method::PEER_DONE`].
+    PeerDone(PeerDoneParams),
 }
 
 /// A catalog update to stage.
@@ -111,6 +148,13 @@ impl Request {
             Request::DkgRound1(_) => method::DKG_ROUND1,
             Request::DkgRound2(_) => method::DKG_ROUND2,
             Request::CatalogUpdate(_) => method::CATALOG_UPDATE,
+            Request::EndSession(_) => method::END_SESSION,
+            Request::AcdIssue(_) => method::ACD_ISSUE,
+            Request::PeerTransaction(_) => method::PEER_TRANSACTION,
+            Request::PeerComplete(_) => method::PEER_COMPLETE,
+            Request::PeerHello(_) => method::PEER_HELLO,
+            Request::PeerCommit(_) => method::PEER_COMMIT,
+            Request::PeerDone(_) => method::PEER_DONE,
         }
     }
 }
@@ -133,6 +177,10 @@ pub struct EvaluateParams {
     /// Session the decision belongs to (groups audit events); empty = the default session.
     #[serde(default)]
     pub session_id: String,
+    /// The acting agent's XPID, when known: a revoked XPID, or a revocation state the kernel
+    /// cannot vouch for (KEE-1 P8), is a DENY whatever the policies say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub agent_xpid: String,
 }
 
 /// Ask the kernel cluster to threshold-sign a digest.
@@ -256,6 +304,16 @@ pub enum Response {
     DkgAck(DkgAckInfo),
     /// Answer to `catalog_update`.
     CatalogStaged(CatalogStagedInfo),
+    /// Answer to `end_session`.
+    SessionEnded(SessionEndedInfo),
+    /// Answer to `acd_issue`: a signed ACD Record.
+    Acd(Box<AcdInfo>),
+    /// Answer to `peer_transaction` and `peer_commit`: the countersigned PTR.
+    PeerRecord(Box<PeerRecordInfo>),
+    /// Answer to `peer_hello`.
+    PeerHelloAck(Box<PeerHelloInfo>),
+    /// Answer to `peer_complete` and `peer_done`.
+    PeerCompleted(PeerCompletedInfo),
     /// Any refusal or failure.
     Error(ErrorInfo),
 }
@@ -382,6 +440,9 @@ pub enum ErrorCode {
     Busy,
     /// An internal failure; the request had no effect.
     Internal,
+    /// A governance check failed (the ACD four-check, PEER mutual attestation, a revoked
+    /// identity); the message names the check. Nothing was issued.
+    Refused,
 }
 
 /// Any refusal.
@@ -403,6 +464,268 @@ impl Response {
     }
 }
 
+/// `end_session` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndSessionParams {
+    /// The session to end (as given in `evaluate`).
+    pub session_id: String,
+}
+
+/// Answer to `end_session`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionEndedInfo {
+    /// The session ended.
+    pub session_id: String,
+    /// The audit event recording the end (the block's last ALE).
+    pub ale_seq: u64,
+}
+
+/// Domain separation of the attestation-key signature over an ACD Record.
+pub const ACD_SIGNATURE_CONTEXT: &[u8] = b"enclave-acd-v1";
+/// Domain separation of the responder's countersignature over a PEER Transaction Record.
+pub const PTR_COUNTERSIGNATURE_CONTEXT: &[u8] = b"enclave-ptr-countersign-v1";
+/// Smallest and largest resource-provider nonce in `acd_issue` (bytes).
+pub const ACD_NONCE_BYTES: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// `acd_issue` parameters: a resource provider asks whether this kernel may govern the named
+/// agent's access now (KEE-1 P3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcdIssueParams {
+    /// The agent's XPID (check 4).
+    pub agent_xpid: String,
+    /// The agent's KIA id, when it has its own; checked against revoked KIA ids with the
+    /// kernel's (check 3). Empty: only the kernel's.
+    #[serde(default)]
+    pub agent_kia_id: String,
+    /// Who asks (recorded).
+    pub resource_provider: String,
+    /// The resource provider's freshness nonce, echoed in the record.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// Session the ALE goes to; empty = `acd`.
+    #[serde(default)]
+    pub session_id: String,
+}
+
+/// One of the four checks, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcdCheck {
+    /// `manifest_current`, `cedar_policy_hash`, `kia_not_revoked` or `xpid_not_revoked`.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was compared.
+    pub detail: String,
+}
+
+/// An ACD Record (KEE-1 P3): issued only when all four checks passed; signed by the
+/// kernel's attestation key, which the accompanying verifier-signed result names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcdRecord {
+    /// Record format version (1).
+    pub version: u32,
+    /// UUID-v4 naming this ACD session.
+    pub acd_session_id: String,
+    /// Issuing kernel.
+    pub kernel_id: String,
+    /// The kernel's KIA id.
+    pub kia_id: String,
+    /// Fleet from the manifest.
+    pub fleet_id: String,
+    /// `KEE1-L1` / `KEE1-L2` / `KEE1-L3`.
+    pub conformance_level: String,
+    /// The agent's XPID.
+    pub agent_xpid: String,
+    /// The agent's KIA id (may be empty).
+    pub agent_kia_id: String,
+    /// Who asked.
+    pub resource_provider: String,
+    /// The resource provider's nonce.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// SHA-256 (hex) of the hash-locked GEC manifest.
+    pub manifest_hash: String,
+    /// SHA-256 (hex) recomputed over the live Cedar policy set at issue time.
+    pub cedar_policy_hash: String,
+    /// The `cap_profile_hash` the manifest committed to at boot (hex).
+    pub manifest_cap_profile_hash: String,
+    /// Catalog version in force (0: the boot policy set, as in the manifest).
+    pub catalog_version: u64,
+    /// SHA-256 (hex) of the attestation result presented with the record.
+    pub attestation_result_digest: String,
+    /// The four checks, in order; all passed.
+    pub checks: Vec<AcdCheck>,
+    /// Issue time (Unix ms).
+    pub issued_at_ms: u64,
+    /// The record is not to be relied on after this (Unix ms).
+    pub expires_at_ms: u64,
+}
+
+/// Answer to `acd_issue`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcdInfo {
+    /// CBOR of the [`AcdRecord`].
+    #[serde(with = "serde_bytes")]
+    pub record: Vec<u8>,
+    /// ECDSA P-256 (r‖s) by the attestation key over [`ACD_SIGNATURE_CONTEXT`] ‖ `record`.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// The attestation key (SEC1).
+    #[serde(with = "serde_bytes")]
+    pub ak_public: Vec<u8>,
+    /// The latest affirming attestation result about this kernel (COSE_Sign1 by the
+    /// verifier); names the attestation key by digest.
+    #[serde(with = "serde_bytes")]
+    pub result: Vec<u8>,
+    /// The audit event recording the issue.
+    pub ale_seq: u64,
+}
+
+/// PEER `transaction_class`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionClass {
+    /// An API call.
+    ApiCall,
+    /// A webhook.
+    Webhook,
+    /// A booking request.
+    BookingRequest,
+    /// A settlement.
+    Settlement,
+    /// A data exchange.
+    DataExchange,
+}
+
+/// `peer_transaction` parameters (client → initiating kernel).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerTransactionParams {
+    /// The responding kernel (one of this kernel's configured peers).
+    pub responder_kernel_id: String,
+    /// What kind of transaction.
+    pub transaction_class: TransactionClass,
+    /// Domain record it belongs to (e.g. an ATP Booking Object id); may be empty.
+    #[serde(default)]
+    pub domain_transaction_ref: String,
+    /// ACD session of the pre-call gate, when the responder is regulated; may be empty.
+    #[serde(default)]
+    pub acd_session_id: String,
+}
+
+/// PEER Transaction Record (PTR), as both kernels store it (ALE-PEER-02).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerTransactionRecord {
+    /// Jointly derived UUID-v5 ([`crate::xpid`]).
+    pub ptxn_id: String,
+    /// Initiating KIA id.
+    pub initiating_principal_kia: String,
+    /// Responding KIA id.
+    pub responding_principal_kia: String,
+    /// RFC 3339 UTC (ms): when the initiator received the responding nonce.
+    pub initiated_at: String,
+    /// The initiator's nonce (hex).
+    pub initiating_nonce: String,
+    /// The responder's nonce (hex).
+    pub responding_nonce: String,
+    /// What kind of transaction.
+    pub transaction_class: TransactionClass,
+    /// Domain record; may be empty.
+    #[serde(default)]
+    pub domain_transaction_ref: String,
+    /// ACD session of the pre-call gate; may be empty.
+    #[serde(default)]
+    pub acd_session_id: String,
+}
+
+/// `peer_hello` parameters (initiating kernel → responding kernel).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerHelloParams {
+    /// The initiator's KIA id.
+    pub initiating_kia_id: String,
+    /// 32 fresh random bytes, single use.
+    #[serde(with = "serde_bytes")]
+    pub initiating_nonce: Vec<u8>,
+    /// What kind of transaction.
+    pub transaction_class: TransactionClass,
+    /// The kernel this is for.
+    pub target_kernel_id: String,
+    /// The initiator's attested credential, signing the nonce.
+    pub peer: PeerAuth,
+}
+
+/// Answer to `peer_hello`: the responder's nonce and credential (mutual attestation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerHelloInfo {
+    /// The responder's KIA id.
+    pub responding_kia_id: String,
+    /// 32 fresh random bytes.
+    #[serde(with = "serde_bytes")]
+    pub responding_nonce: Vec<u8>,
+    /// The responder's attested credential, signing both nonces.
+    pub peer: PeerAuth,
+}
+
+/// `peer_commit` parameters: the PTR for the responder to check and countersign.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerCommitParams {
+    /// CBOR of the [`PeerTransactionRecord`].
+    #[serde(with = "serde_bytes")]
+    pub ptr: Vec<u8>,
+    /// The kernel this is for.
+    pub target_kernel_id: String,
+    /// The initiator's credential, signing the PTR.
+    pub peer: PeerAuth,
+}
+
+/// Answer to `peer_commit` (responder) and `peer_transaction` (initiator).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerRecordInfo {
+    /// The `ptxn_id`.
+    pub ptxn_id: String,
+    /// CBOR of the [`PeerTransactionRecord`].
+    #[serde(with = "serde_bytes")]
+    pub ptr: Vec<u8>,
+    /// The responder's attestation-key signature over [`PTR_COUNTERSIGNATURE_CONTEXT`] ‖
+    /// `ptr` (the PTR's `responding_gec_countersignature`).
+    #[serde(with = "serde_bytes")]
+    pub responding_countersignature: Vec<u8>,
+    /// The responder's attestation key (SEC1).
+    #[serde(with = "serde_bytes")]
+    pub responder_ak_public: Vec<u8>,
+    /// The responder's attestation result (COSE_Sign1 by the verifier).
+    #[serde(with = "serde_bytes")]
+    pub responder_result: Vec<u8>,
+    /// The ALE-PEER-02 event in the answering kernel's log.
+    pub ale_seq: u64,
+}
+
+/// `peer_complete` parameters (client → initiating kernel).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerCompleteParams {
+    /// The transaction.
+    pub ptxn_id: String,
+}
+
+/// `peer_done` parameters (initiating kernel → responding kernel).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerDoneParams {
+    /// The transaction.
+    pub ptxn_id: String,
+    /// The kernel this is for.
+    pub target_kernel_id: String,
+    /// The initiator's credential.
+    pub peer: PeerAuth,
+}
+
+/// Answer to `peer_complete` / `peer_done`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerCompletedInfo {
+    /// The transaction.
+    pub ptxn_id: String,
+    /// The ALE-PEER-03 event in the answering kernel's log.
+    pub ale_seq: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +743,7 @@ mod tests {
                 context_json: String::new(),
                 entities_json: String::new(),
                 session_id: String::new(),
+                agent_xpid: String::new(),
             }),
             Request::SignDigest(SignDigestParams {
                 digest: vec![7; 32],

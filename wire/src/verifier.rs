@@ -154,6 +154,14 @@ pub struct FeedStatus {
     pub reason: String,
     /// Other kernels of the same ceremony that are revoked: refuse their signing requests.
     pub revoked_peers: Vec<String>,
+    /// Revoked KIA ids, fleet-wide (KIA-03 §8; KEE-1 P3 check 3 and P8): no ACD record, no
+    /// PEER transaction, no signature for them.
+    #[serde(default)]
+    pub revoked_kia_ids: Vec<String>,
+    /// Revoked agent XPIDs, fleet-wide (KIA-03 §6.5; KEE-1 P3 check 4): their decisions are
+    /// DENY and no ACD record names them.
+    #[serde(default)]
+    pub revoked_xpids: Vec<String>,
     /// A challenge to answer now, if one is due.
     pub challenge: Option<Challenge>,
     /// Longest the verifier holds a `watch` before answering.
@@ -234,6 +242,8 @@ mod tests {
             state: AttestationState::Revoked,
             reason: "r".into(),
             revoked_peers: vec!["k2".into()],
+            revoked_kia_ids: vec!["kia:x".into()],
+            revoked_xpids: vec![],
             challenge: Some(Challenge {
                 nonce: vec![1; 32],
                 expires_at_ms: 5,

@@ -67,6 +67,7 @@ fn ask(principal: &str, action: &str, resource: &str, context: Value) -> Evaluat
         context_json: context.to_string(),
         entities_json: entities(),
         session_id: "demo-session-1".into(),
+        agent_xpid: String::new(),
     }
 }
 

@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use wire::msg::{method, ErrorCode, RequestHead, Response};
 
-/// Methods a client may call by default. `frost_commit`, `frost_sign`, `dkg_round1` and
-/// `dkg_round2` are peer-kernel calls; the enclave itself authenticates them (attestation
-/// result and AK signature).
+/// Methods a client may call by default. `frost_commit`, `frost_sign`, `dkg_round1`,
+/// `dkg_round2`, `peer_hello`, `peer_commit` and `peer_done` are peer-kernel calls; the
+/// enclave itself authenticates them (attestation result and AK signature).
 pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::HEALTH,
     method::MANIFEST,
@@ -29,6 +29,13 @@ pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::DKG_ROUND1,
     method::DKG_ROUND2,
     method::CATALOG_UPDATE,
+    method::END_SESSION,
+    method::ACD_ISSUE,
+    method::PEER_TRANSACTION,
+    method::PEER_COMPLETE,
+    method::PEER_HELLO,
+    method::PEER_COMMIT,
+    method::PEER_DONE,
 ];
 
 /// Errors building an allowlist.

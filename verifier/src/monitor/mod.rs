@@ -31,7 +31,7 @@ use crate::store::{Store, StoreError};
 use attestation::result::{Tier, TrustClaim};
 use metrics::{Metrics, MetricsSnapshot};
 use rand::Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -184,6 +184,12 @@ struct State {
     watching: u64,
     last_purge: Instant,
     last_metrics: Instant,
+    /// Revoked KIA ids and XPIDs, pushed to every kernel's feed.
+    revoked_kia_ids: BTreeSet<String>,
+    revoked_xpids: BTreeSet<String>,
+    /// Feed sequence number of the latest identity revocation (every kernel must learn it).
+    identity_seq: u64,
+    identity_mark: i64,
 }
 
 /// The re-attestation engine of one verifier.
@@ -246,13 +252,17 @@ impl Monitor {
             watching: 0,
             last_purge: now,
             last_metrics: now,
+            revoked_kia_ids: BTreeSet::new(),
+            revoked_xpids: BTreeSet::new(),
+            identity_seq: 0,
+            identity_mark: -1,
         };
         for mut rec in store.kernel_records()? {
             rec.misses = 0;
             let first = Duration::from_millis(rand::thread_rng().gen_range(0..=cfg.interval_ms));
             insert(&mut state, Tracker::new(rec, now + first));
         }
-        Ok(Arc::new(Self {
+        let m = Arc::new(Self {
             cfg,
             policy_id,
             store,
@@ -260,7 +270,9 @@ impl Monitor {
             state: Mutex::new(state),
             metrics: Metrics::default(),
             started: now,
-        }))
+        });
+        m.reload_identity_revocations();
+        Ok(m)
     }
 
     /// The settings in force.
@@ -604,6 +616,7 @@ impl Monitor {
         self.sweep_schedule();
         self.apply_operator_commands();
         self.reload_registrations();
+        self.reload_identity_revocations();
         self.housekeeping();
     }
 
@@ -770,6 +783,94 @@ impl Monitor {
                 insert(&mut st, Tracker::new(rec, now + self.cfg.next_interval()));
                 bump(&mut st, &id);
             }
+        }
+    }
+
+    /// Picks up KIA-id and XPID revocations written by `verifier revoke-identity`: each new
+    /// one goes on every kernel's feed at once, and its propagation to every monitored
+    /// kernel is tracked to a KEE-1 P8 completion state like a kernel revocation's.
+    fn reload_identity_revocations(&self) {
+        let Ok(mark) = self.store.identity_mark() else {
+            return;
+        };
+        if self.lock().is_some_and(|st| st.identity_mark == mark) {
+            return;
+        }
+        let rows = match self.store.identity_revocations() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "identity revocations unreadable");
+                return;
+            }
+        };
+        let Some(mut st) = self.lock() else { return };
+        st.identity_mark = mark;
+        let mut fresh = Vec::new();
+        for r in rows {
+            let set = match r.kind {
+                crate::registry::IdentityKind::Kia => &mut st.revoked_kia_ids,
+                crate::registry::IdentityKind::Xpid => &mut st.revoked_xpids,
+            };
+            if set.insert(r.subject.clone()) && r.revocation_id.is_none() {
+                fresh.push(r);
+            }
+        }
+        if fresh.is_empty() {
+            if st.identity_seq == 0 {
+                // Loaded at start: kernels learn the list on their next status.
+                st.seq = st.seq.saturating_add(1);
+                st.identity_seq = st.seq;
+            }
+            return;
+        }
+        let targets: Vec<String> = st
+            .kernels
+            .iter()
+            .filter(|(_, t)| t.monitored())
+            .map(|(k, _)| k.clone())
+            .collect();
+        st.seq = st.seq.saturating_add(1);
+        let seq = st.seq;
+        st.identity_seq = seq;
+        for t in st.kernels.values() {
+            t.notify.notify_waiters();
+        }
+        let now = Instant::now();
+        for r in fresh {
+            let targets_n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+            let id = match self
+                .store
+                .track_identity_revocation(r.kind, &r.subject, &r.reason, r.at_ms, targets_n)
+            {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(subject = %r.subject, error = %e, "identity revocation could not be tracked");
+                    -1
+                }
+            };
+            self.metrics.revoked();
+            tracing::warn!(kind = r.kind.as_str(), subject = %r.subject, reason = %r.reason, targets = targets.len(), "identity revoked");
+            if targets.is_empty() {
+                // Nobody to tell: nothing can be uncertain.
+                self.settle(
+                    &PendingRevocation {
+                        id,
+                        seq,
+                        verdict: now,
+                        deadline: now,
+                        acks: BTreeMap::new(),
+                    },
+                    completion::CLEAN,
+                );
+                continue;
+            }
+            st.pending.push(PendingRevocation {
+                id,
+                seq,
+                verdict: now,
+                deadline: now + Duration::from_millis(self.cfg.revocation_deadline_ms),
+                acks: targets.iter().map(|k| (k.clone(), None)).collect(),
+            });
         }
     }
 

@@ -52,6 +52,7 @@ fn relevant_seq(st: &State, t: &Tracker) -> u64 {
         })
         .unwrap_or(0)
         .max(t.changed_seq)
+        .max(st.identity_seq)
 }
 
 impl Monitor {
@@ -184,6 +185,8 @@ impl Monitor {
                     })
                     .unwrap_or_default()
             };
+            let revoked_kia_ids: Vec<String> = st.revoked_kia_ids.iter().cloned().collect();
+            let revoked_xpids: Vec<String> = st.revoked_xpids.iter().cloned().collect();
             let Some(t) = st.kernels.get_mut(&p.kernel_id) else {
                 return refused(format!("kernel `{}` is not registered", p.kernel_id));
             };
@@ -224,6 +227,8 @@ impl Monitor {
                 state: t.rec.state,
                 reason: t.rec.reason.clone(),
                 revoked_peers,
+                revoked_kia_ids,
+                revoked_xpids,
                 challenge: t.outstanding.as_ref().map(|o| Challenge {
                     nonce: o.nonce.to_vec(),
                     expires_at_ms: o.expires_at_ms,
