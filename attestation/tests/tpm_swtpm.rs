@@ -267,3 +267,48 @@ fn quotes_ship_the_event_log_from_the_event_the_verifier_names() {
     // Without a log nothing is shipped.
     assert!(collect(&mut tpm.attester(), &binding).event_log.is_none());
 }
+
+/// Set in the child processes of the test below: the TCTI to attach to before exiting.
+const LEAK_ENV: &str = "TPM_SWTPM_EXIT_HOLDING_AK";
+
+/// A kernel killed with SIGKILL never flushes its AK, and swtpm (no resource manager) keeps
+/// it loaded: without the clean-up in `TpmAttester::connect`, the third process in a row
+/// fails `create ak` with "out of memory for object contexts" and a restarted kernel never
+/// boots again (tests/tests/kill9.rs found it). Here child processes (this test binary, run
+/// again) attach and exit without running any destructor, five times in a row; each must
+/// attach, and afterwards this process still gets a verifying quote.
+#[test]
+fn attesters_of_dead_processes_do_not_exhaust_the_tpm() {
+    if let Ok(tcti) = std::env::var(LEAK_ENV) {
+        let attester = TpmAttester::connect(&tcti).unwrap();
+        assert!(!attester.ak_public().is_empty());
+        // Exit with the AK loaded: no destructor runs, as after SIGKILL.
+        std::process::exit(0);
+    }
+    let tpm = Swtpm::start();
+    for i in 0..5 {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "attesters_of_dead_processes_do_not_exhaust_the_tpm",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(LEAK_ENV, tpm.tcti())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "process {i} could not attach to the TPM: {}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("Err"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let mut attester = tpm.attester();
+    let binding = binding_for(&attester, 9);
+    let evidence = collect(&mut attester, &binding);
+    verify(&evidence, binding.tpm_qualifying_data()).unwrap();
+}

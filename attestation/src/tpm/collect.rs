@@ -79,12 +79,47 @@ impl std::fmt::Debug for TpmAttester {
     }
 }
 
+/// Flushes the transient objects loaded in the TPM before this connection: an attester whose
+/// process was killed (SIGKILL, a crash) never ran its [`Drop`], and a TPM without a resource
+/// manager (swtpm over TCP) keeps its AK loaded until the few object slots are full and every
+/// later `create ak` fails with "out of memory for object contexts". Behind a resource manager
+/// (`/dev/tpmrm0`) the list is this connection's own, empty. Returns how many it flushed.
+fn flush_stale_transients(context: &mut Context) -> Result<usize, CollectError> {
+    use tss_esapi::constants::tss::TPM2_TRANSIENT_FIRST;
+    use tss_esapi::constants::CapabilityType;
+    use tss_esapi::structures::CapabilityData;
+    let mut flushed = 0;
+    // A TPM holds a handful of transient objects; a few rounds drain any list.
+    for _ in 0..8 {
+        let (data, _more) = context
+            .get_capability(CapabilityType::Handles, TPM2_TRANSIENT_FIRST, 64)
+            .map_err(tss("list transient handles"))?;
+        let CapabilityData::Handles(list) = data else {
+            return Ok(flushed);
+        };
+        if list.is_empty() {
+            return Ok(flushed);
+        }
+        for handle in list.into_inner() {
+            let object = context
+                .tr_from_tpm_public(handle)
+                .map_err(tss("open stale transient handle"))?;
+            context
+                .flush_context(object)
+                .map_err(tss("flush stale transient handle"))?;
+            flushed += 1;
+        }
+    }
+    Ok(flushed)
+}
+
 impl TpmAttester {
     /// Connects through a TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, …),
     /// creates the EK and the AK, loads the AK and flushes the EK.
     pub fn connect(tcti: &str) -> Result<Self, CollectError> {
         let conf = TctiNameConf::from_str(tcti).map_err(tss("parse tcti"))?;
         let mut context = Context::new(conf).map_err(tss("open tcti"))?;
+        flush_stale_transients(&mut context)?;
         let p256 = AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256);
         let ek = ek::create_ek_object_2(&mut context, p256, None).map_err(tss("create ek"))?;
         let created = ak::create_ak_2(
