@@ -234,6 +234,7 @@ fn client(id: usize, socket: PathBuf, load: Arc<Load>) {
             context_json,
             entities_json: String::new(),
             session_id: format!("load-c{id}"),
+            agent_xpid: String::new(),
         });
         let epoch = load.epoch.load(Ordering::Acquire);
         let serving = load.serving.load(Ordering::Acquire);
