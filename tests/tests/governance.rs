@@ -181,6 +181,29 @@ async fn acd_four_check_revocation_peer_and_session_end() {
         verify_acd(&info, &vk, v.record.expires_at_ms + 1, None),
         Err(RecordError::Expired(..))
     ));
+    // Every flipped bit and every truncation of the real answer is refused (only the unsigned
+    // `ale_seq` may change without consequence).
+    let bytes = wire::encode(&*info).unwrap();
+    let same = |x: &wire::msg::AcdInfo| {
+        let (mut a, mut b) = (x.clone(), (*info).clone());
+        a.ale_seq = 0;
+        b.ale_seq = 0;
+        a == b
+    };
+    for i in 0..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut m = bytes.clone();
+            m[i] ^= bit;
+            if let Ok(x) = wire::decode::<wire::msg::AcdInfo>(&m) {
+                if verify_acd(&x, &vk, now, Some(&nonce)).is_ok() {
+                    assert!(same(&x), "flip at byte {i} still verifies");
+                }
+            }
+        }
+        if let Ok(x) = wire::decode::<wire::msg::AcdInfo>(&bytes[..i]) {
+            assert!(verify_acd(&x, &vk, now, Some(&nonce)).is_err() || same(&x));
+        }
+    }
     // Malformed requests: typed refusals, audited, no record.
     assert!(refused(
         &acd(k1, &agent, &[1, 2, 3]).await,
@@ -276,6 +299,20 @@ async fn acd_four_check_revocation_peer_and_session_end() {
         let issued = kinds(n, enclave::kernel::events::PEER_PTXN_ID_ISSUED);
         assert_eq!(issued.len(), 1, "{}", n.id);
         assert!(issued[0].to_string().contains(&rec.ptxn_id), "{}", n.id);
+    }
+    let bytes = wire::encode(&*rec).unwrap();
+    for i in 0..bytes.len() {
+        let mut m = bytes.clone();
+        m[i] ^= 0x04;
+        if let Ok(x) = wire::decode::<wire::msg::PeerRecordInfo>(&m) {
+            if verify_ptr(&x, &vk, attestation::now_ms()).is_ok() {
+                let (mut a, mut b) = (x.clone(), (*rec).clone());
+                a.ale_seq = 0;
+                b.ale_seq = 0;
+                assert_eq!(a, b, "flip at byte {i} still verifies");
+            }
+        }
+        assert!(wire::decode::<wire::msg::PeerRecordInfo>(&bytes[..i]).is_err());
     }
     // A tampered countersignature or PTR does not verify offline.
     let mut bad = (*rec).clone();

@@ -144,6 +144,34 @@ mod tests {
         let x = derive(&input("kia:tokyo-master", "kia:nagoya-local")).unwrap();
         assert_eq!(x.to_string(), "570c5aa4-8261-5288-8476-1635979bac56");
         assert_eq!(x.get_version_num(), 5);
+        let v = |a: &str, b: &str, at: &str, n1: &str, n2: &str| {
+            derive(&XpidInput {
+                initiating_kia_id: a,
+                responding_kia_id: b,
+                initiated_at: at,
+                initiating_nonce: n1,
+                responding_nonce: n2,
+            })
+            .unwrap()
+            .to_string()
+        };
+        let (t, n1, n2) = (
+            "2026-12-06T05:00:00.000Z",
+            "00112233445566778899aabbccddeeff",
+            "ffeeddccbbaa99887766554433221100",
+        );
+        assert_eq!(v("k1", "k3", t, n1, n2), "519d3cb9-7374-578a-a39b-17b9fff05e35");
+        assert_eq!(v("k3", "k1", t, n1, n2), "a15182ce-c2ba-5ec5-a5e1-c52420262033");
+        assert_eq!(
+            v(
+                "MyAuberge-KIA-7",
+                "PonyhouseFarm-KIA-2",
+                "1970-01-01T00:00:00.000Z",
+                &"aa".repeat(32),
+                &"bb".repeat(32)
+            ),
+            "069dec42-aa36-5fa5-9c24-040eb318289a"
+        );
     }
 
     #[test]

@@ -442,6 +442,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         &decisions,
         json_mode,
     )?;
+    let governance = governance_records(bin, root, k1, vkey.trim(), json_mode)?;
     let revocation = revoke_one(bin, &db, &sockets, &digest, json_mode)?;
     let vendor = vendor_evidence(bin, json_mode)?;
     let metrics: Value = std::fs::read(state_root.join("k1").join("proxy-metrics.json"))
@@ -459,6 +460,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         "offline_verification": offline,
         "attested_tls": attested_tls,
         "revocation": revocation,
+        "governance": governance,
         "audit_package": audit["dir"].clone(),
         "audit": audit,
         "vendor_evidence": vendor,
@@ -466,6 +468,106 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
     });
     drop(procs);
     Ok(summary)
+}
+
+/// KEE-1 P3 and PEER: k1 issues an ACD Record for an agent after the four-check, and opens a
+/// PEER transaction with k2 (mutual attestation, jointly derived `ptxn_id`, countersigned
+/// PTR); both records are written beside the run and checked offline with `verify acd` and
+/// `verify ptr`.
+fn governance_records(
+    bin: &Path,
+    root: &Path,
+    k1: &Path,
+    vkey: &str,
+    json_mode: bool,
+) -> anyhow::Result<Value> {
+    let nonce = attestation_view::sha256(b"resource provider nonce");
+    let xpid = wire::xpid::derive(&wire::xpid::XpidInput {
+        initiating_kia_id: "k1",
+        responding_kia_id: "agent:planner",
+        initiated_at: "2026-12-06T05:00:00.000Z",
+        initiating_nonce: "00112233445566778899aabbccddeeff",
+        responding_nonce: "ffeeddccbbaa99887766554433221100",
+    })?
+    .to_string();
+    // The feed must have answered once before the revocation status is known (P8).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let acd = loop {
+        match call(
+            k1,
+            &Request::AcdIssue(wire::msg::AcdIssueParams {
+                agent_xpid: xpid.clone(),
+                agent_kia_id: String::new(),
+                resource_provider: "rp:demo-gateway".into(),
+                nonce: nonce.to_vec(),
+                session_id: "demo-session-1".into(),
+            }),
+        )? {
+            Response::Acd(a) => break a,
+            other if Instant::now() >= deadline => {
+                anyhow::bail!("acd_issue on k1 failed: {other:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let acd_path = root.join("k1-acd-record.cbor");
+    std::fs::write(&acd_path, wire::encode(&*acd)?)?;
+    let acd_ok = Command::new(bin.join("verify"))
+        .args([
+            "acd",
+            "--verifier-public-key",
+            vkey,
+            "--nonce",
+            &hex::encode(nonce),
+        ])
+        .arg("--record")
+        .arg(&acd_path)
+        .output()?
+        .status
+        .success();
+    let ptr = match call(
+        k1,
+        &Request::PeerTransaction(wire::msg::PeerTransactionParams {
+            responder_kernel_id: "k2".into(),
+            transaction_class: wire::msg::TransactionClass::DataExchange,
+            domain_transaction_ref: "demo-exchange-1".into(),
+            acd_session_id: String::new(),
+        }),
+    )? {
+        Response::PeerRecord(r) => r,
+        other => anyhow::bail!("peer_transaction k1 -> k2 failed: {other:?}"),
+    };
+    let ptr_path = root.join("k1-k2-ptr.cbor");
+    std::fs::write(&ptr_path, wire::encode(&*ptr)?)?;
+    let ptr_ok = Command::new(bin.join("verify"))
+        .args(["ptr", "--verifier-public-key", vkey])
+        .arg("--record")
+        .arg(&ptr_path)
+        .output()?
+        .status
+        .success();
+    let completed = matches!(
+        call(
+            k1,
+            &Request::PeerComplete(wire::msg::PeerCompleteParams {
+                ptxn_id: ptr.ptxn_id.clone(),
+            }),
+        )?,
+        Response::PeerCompleted(_)
+    );
+    log(
+        json_mode,
+        &format!(
+            "acd: record for XPID {xpid} issued by k1 (four checks passed), verified offline = {acd_ok}; peer: k1 -> k2 ptxn_id {}, countersigned PTR verified offline = {ptr_ok}, completed = {completed}",
+            ptr.ptxn_id
+        ),
+    );
+    Ok(json!({
+        "acd_record": acd_path, "acd_verified_offline": acd_ok, "agent_xpid": xpid,
+        "ptxn_id": ptr.ptxn_id, "ptr": ptr_path, "ptr_verified_offline": ptr_ok,
+        "peer_completed": completed,
+        "as_expected": acd_ok && ptr_ok && completed,
+    }))
 }
 
 /// The Governance Audit Record of the run: k1's anchored session blocks exported as an audit
@@ -842,6 +944,16 @@ pub fn print_human(s: &Value) {
         s["revocation"]["frozen_after_ms"],
         s["revocation"]["k3_refuses_to_sign"],
         s["revocation"]["k1_signers_after"]
+    );
+    println!(
+        "ACD record (KEE-1 P3 four-check) for XPID {} at {}: verified offline {}; PEER k1 -> k2 ptxn_id {}: countersigned PTR at {} verified offline {}, completed {}",
+        s["governance"]["agent_xpid"].as_str().unwrap_or_default(),
+        s["governance"]["acd_record"].as_str().unwrap_or_default(),
+        s["governance"]["acd_verified_offline"],
+        s["governance"]["ptxn_id"].as_str().unwrap_or_default(),
+        s["governance"]["ptr"].as_str().unwrap_or_default(),
+        s["governance"]["ptr_verified_offline"],
+        s["governance"]["peer_completed"]
     );
     println!(
         "Audit package (k1, {} ALEs in {} FROST-signed session blocks) at {}: `verify audit` {}",

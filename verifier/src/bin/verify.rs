@@ -140,6 +140,47 @@ enum Cmd {
         #[arg(long)]
         group_public_key: Option<String>,
     },
+    /// Check an ACD Record (KEE-1 P3) as a kernel returned it (`acd_issue`, CBOR): the
+    /// verifier-signed result, the attestation key it names, that key's signature over the
+    /// record, all four checks passed, not expired; `--nonce` pins the resource provider's
+    /// nonce.
+    Acd {
+        /// The CBOR answer (`AcdInfo`).
+        #[arg(long)]
+        record: PathBuf,
+        /// The verifier's result-signing public key (hex, or a file holding it).
+        #[arg(long)]
+        verifier_public_key: String,
+    },
+    /// Check a countersigned PEER Transaction Record (CBOR `PeerRecordInfo`): the `ptxn_id`
+    /// re-derived from the record's fields, and the responder's countersignature under the
+    /// attestation key its verifier-signed result names.
+    Ptr {
+        /// The CBOR answer (`PeerRecordInfo`).
+        #[arg(long)]
+        record: PathBuf,
+        /// The verifier's result-signing public key (hex, or a file holding it).
+        #[arg(long)]
+        verifier_public_key: String,
+    },
+    /// Derive an XPID / `ptxn_id` (UUID-v5 under the SOOS namespace) from its five fields.
+    Xpid {
+        /// Initiating KIA id.
+        #[arg(long)]
+        initiating_kia_id: String,
+        /// Responding KIA id.
+        #[arg(long)]
+        responding_kia_id: String,
+        /// RFC 3339 UTC with milliseconds.
+        #[arg(long)]
+        initiated_at: String,
+        /// Initiator's nonce (lowercase hex).
+        #[arg(long)]
+        initiating_nonce: String,
+        /// Responder's nonce (lowercase hex).
+        #[arg(long)]
+        responding_nonce: String,
+    },
     /// Check an Ed25519 (FROST group) signature over a hex digest.
     Signature {
         /// Group public key (hex, 32 bytes).
@@ -418,6 +459,66 @@ fn run() -> anyhow::Result<bool> {
             }
             Ok(report.verified)
         }
+        Cmd::Acd {
+            record,
+            verifier_public_key,
+        } => {
+            let info: wire::msg::AcdInfo =
+                wire::decode(&read(&record)?).context("the file is not an acd_issue answer")?;
+            let nonce = cli
+                .nonce
+                .as_deref()
+                .map(|n| hex::decode(n.trim()))
+                .transpose()
+                .context("--nonce is not hex")?;
+            let now = now_ms(cli.now.as_deref())?;
+            let v = attestation::acd::verify_acd(
+                &info,
+                &key_arg(&verifier_public_key)?,
+                now,
+                nonce.as_deref(),
+            );
+            record_report(
+                "acd record",
+                v.map(|v| serde_json::to_value(&v.record)),
+                cli.json,
+            )
+        }
+        Cmd::Ptr {
+            record,
+            verifier_public_key,
+        } => {
+            let info: wire::msg::PeerRecordInfo = wire::decode(&read(&record)?)
+                .context("the file is not a peer_transaction answer")?;
+            let now = now_ms(cli.now.as_deref())?;
+            let v = attestation::acd::verify_ptr(&info, &key_arg(&verifier_public_key)?, now);
+            record_report(
+                "peer transaction record",
+                v.map(|v| serde_json::to_value(&v.ptr)),
+                cli.json,
+            )
+        }
+        Cmd::Xpid {
+            initiating_kia_id,
+            responding_kia_id,
+            initiated_at,
+            initiating_nonce,
+            responding_nonce,
+        } => {
+            let x = wire::xpid::derive(&wire::xpid::XpidInput {
+                initiating_kia_id: &initiating_kia_id,
+                responding_kia_id: &responding_kia_id,
+                initiated_at: &initiated_at,
+                initiating_nonce: &initiating_nonce,
+                responding_nonce: &responding_nonce,
+            })?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "xpid": x.to_string() }));
+            } else {
+                println!("{x}");
+            }
+            Ok(true)
+        }
         Cmd::Signature {
             group_public_key,
             digest,
@@ -441,6 +542,49 @@ fn run() -> anyhow::Result<bool> {
                 );
             }
             Ok(ok)
+        }
+    }
+}
+
+fn now_ms(now: Option<&str>) -> anyhow::Result<u64> {
+    match now {
+        None => Ok(attestation::now_ms()),
+        Some(_) => Ok(now_unix(now)?.saturating_mul(1000)),
+    }
+}
+
+/// Prints a record check; `Ok(true)` when it verified.
+fn record_report(
+    what: &str,
+    v: Result<serde_json::Result<serde_json::Value>, attestation::acd::RecordError>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    match v {
+        Ok(record) => {
+            let record = record?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "verified": true, "record": record })
+                );
+            } else {
+                println!(
+                    "{what} verified\n{}",
+                    serde_json::to_string_pretty(&record)?
+                );
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "verified": false, "reason": e.to_string() })
+                );
+            } else {
+                println!("{what} NOT verified: {e}");
+            }
+            Ok(false)
         }
     }
 }
