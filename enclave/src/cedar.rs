@@ -15,6 +15,8 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct LoadedPolicies {
     set: PolicySet,
+    /// The set sliced by scope (see [`Slices`]); `None` when slicing does not apply.
+    slices: Option<Slices>,
     hash: [u8; 32],
     /// The exact text hashed, kept so the KEE-1 P3 check can recompute the hash of the live
     /// set instead of trusting the stored one.
@@ -36,10 +38,17 @@ impl LoadedPolicies {
             .parse()
             .map_err(|e: cedar_policy::ParseErrors| CedarError::Parse(e.to_string()))?;
         Ok(Self {
+            slices: Slices::build(&set),
             set,
             hash: attestation::sha256(text.as_bytes()),
             text: text.to_string(),
         })
+    }
+    /// The same set evaluated whole (no scope slicing): the baseline the bench compares with.
+    #[doc(hidden)]
+    pub fn without_slices(mut self) -> Self {
+        self.slices = None;
+        self
     }
     /// SHA-256 recomputed now over the text this set was parsed from.
     pub fn recompute_hash(&self) -> [u8; 32] {
@@ -48,6 +57,93 @@ impl LoadedPolicies {
     /// The `cap_profile_hash`.
     pub fn hash(&self) -> [u8; 32] {
         self.hash
+    }
+}
+
+/// Most (principal, action) slices precomputed; a set that would need more is evaluated
+/// whole.
+pub const MAX_SLICES: usize = 4096;
+
+/// The policy set cut by scope, so that a request is evaluated only against the policies
+/// whose `principal ==` and `action ==` constraints it can satisfy. Exact: Cedar evaluates a
+/// policy's scope before its conditions (one short-circuit conjunction), so a policy whose
+/// `==` scope names another principal or action can neither apply nor raise an error.
+/// Constraints that depend on the entity hierarchy (`in`, `is … in`) and unconstrained scopes
+/// keep a policy in every slice. Sets with templates are not sliced.
+#[derive(Debug)]
+struct Slices {
+    principals: std::collections::HashSet<EntityUid>,
+    actions: std::collections::HashSet<EntityUid>,
+    sets: HashMap<(Option<EntityUid>, Option<EntityUid>), PolicySet>,
+}
+
+impl Slices {
+    fn build(set: &PolicySet) -> Option<Self> {
+        use cedar_policy::{ActionConstraint, PrincipalConstraint};
+        if set.templates().next().is_some() {
+            return None;
+        }
+        let policies: Vec<&cedar_policy::Policy> = set.policies().collect();
+        if policies.iter().any(|p| !p.is_static()) {
+            return None;
+        }
+        let mut principals = std::collections::HashSet::new();
+        let mut actions = std::collections::HashSet::new();
+        for p in &policies {
+            if let PrincipalConstraint::Eq(u) = p.principal_constraint() {
+                principals.insert(u);
+            }
+            if let ActionConstraint::Eq(u) = p.action_constraint() {
+                actions.insert(u);
+            }
+        }
+        let keys_p: Vec<Option<EntityUid>> = principals
+            .iter()
+            .cloned()
+            .map(Some)
+            .chain(std::iter::once(None))
+            .collect();
+        let keys_a: Vec<Option<EntityUid>> = actions
+            .iter()
+            .cloned()
+            .map(Some)
+            .chain(std::iter::once(None))
+            .collect();
+        if keys_p.len().saturating_mul(keys_a.len()) > MAX_SLICES {
+            return None;
+        }
+        let mut sets = HashMap::new();
+        for kp in &keys_p {
+            for ka in &keys_a {
+                let chosen = policies.iter().filter(|p| {
+                    let pr = match p.principal_constraint() {
+                        PrincipalConstraint::Eq(u) => kp.as_ref() == Some(&u),
+                        _ => true,
+                    };
+                    let ac = match p.action_constraint() {
+                        ActionConstraint::Eq(u) => ka.as_ref() == Some(&u),
+                        _ => true,
+                    };
+                    pr && ac
+                });
+                let slice = PolicySet::from_policies(chosen.map(|p| (*p).clone())).ok()?;
+                sets.insert((kp.clone(), ka.clone()), slice);
+            }
+        }
+        Some(Self {
+            principals,
+            actions,
+            sets,
+        })
+    }
+
+    fn for_request(&self, principal: &EntityUid, action: &EntityUid) -> Option<&PolicySet> {
+        let kp = self
+            .principals
+            .contains(principal)
+            .then(|| principal.clone());
+        let ka = self.actions.contains(action).then(|| action.clone());
+        self.sets.get(&(kp, ka))
     }
 }
 
@@ -188,10 +284,13 @@ impl Engine {
     fn evaluate_with(&self, policies: &LoadedPolicies, p: &EvaluateParams) -> Outcome {
         let hash = policies.hash;
         match build_request(p) {
-            Ok((request, entities)) => {
-                let resp = self
-                    .authorizer
-                    .is_authorized(&request, &policies.set, &entities);
+            Ok((request, entities, principal, action)) => {
+                let set = policies
+                    .slices
+                    .as_ref()
+                    .and_then(|s| s.for_request(&principal, &action))
+                    .unwrap_or(&policies.set);
+                let resp = self.authorizer.is_authorized(&request, set, &entities);
                 let diag = resp.diagnostics();
                 // Report a policy's `@id("...")` annotation when it has one, else Cedar's id.
                 let policies_hit: Vec<String> = diag
@@ -239,7 +338,7 @@ fn deny(hash: [u8; 32], reason: &str) -> Outcome {
     }
 }
 
-fn build_request(p: &EvaluateParams) -> Result<(Request, Entities), String> {
+fn build_request(p: &EvaluateParams) -> Result<(Request, Entities, EntityUid, EntityUid), String> {
     if p.context_json.len() > MAX_JSON_BYTES || p.entities_json.len() > MAX_JSON_BYTES {
         return Err("context or entities larger than 64 KiB".into());
     }
@@ -260,9 +359,9 @@ fn build_request(p: &EvaluateParams) -> Result<(Request, Entities), String> {
     } else {
         Entities::from_json_str(&p.entities_json, None).map_err(|e| format!("entities: {e}"))?
     };
-    let request = Request::new(principal, action, resource, context, None)
+    let request = Request::new(principal.clone(), action.clone(), resource, context, None)
         .map_err(|e| format!("request: {e}"))?;
-    Ok((request, entities))
+    Ok((request, entities, principal, action))
 }
 
 #[cfg(test)]
@@ -403,5 +502,92 @@ mod tests {
         }
         assert!(e.cached_decisions() <= MAX_CACHED_DECISIONS);
         assert!(e.cached_decisions() >= 10);
+    }
+
+    /// Slicing by scope never changes an outcome: every request is evaluated against the
+    /// whole set by Cedar directly and through the engine, and the decision, the deciding
+    /// policies and the errors agree. The set mixes `==`, `in`, `is`, unconstrained and
+    /// action-list scopes, permits and forbids, and conditions that raise errors.
+    #[test]
+    fn slicing_by_scope_matches_the_whole_set() {
+        let text = r#"
+            @id("p-eq") permit(principal == Agent::"a", action == Action::"read", resource);
+            @id("p-eq-cond") permit(principal == Agent::"b", action == Action::"read", resource)
+                when { context.purpose == "relief" };
+            @id("p-in") permit(principal in Team::"ops", action == Action::"write", resource);
+            @id("p-is") permit(principal is Agent, action == Action::"list", resource);
+            @id("p-any") permit(principal, action in [Action::"read", Action::"list"], resource)
+                when { context.clearance > 3 };
+            @id("f-err") forbid(principal == Agent::"c", action, resource)
+                when { context.missing_field == 1 };
+            @id("f-eq") forbid(principal, action == Action::"delete", resource);
+            @id("f-any") forbid(principal, action, resource) when { context.clearance < 0 };
+        "#;
+        let loaded = LoadedPolicies::parse(text).unwrap();
+        assert!(loaded.slices.is_some(), "this set is sliceable");
+        let whole: PolicySet = text.parse().unwrap();
+        let e = Engine::new(Some(loaded));
+        let auth = Authorizer::new();
+        let principals = [
+            "Agent::\"a\"",
+            "Agent::\"b\"",
+            "Agent::\"c\"",
+            "Agent::\"z\"",
+            "User::\"u\"",
+        ];
+        let actions = [
+            "Action::\"read\"",
+            "Action::\"write\"",
+            "Action::\"list\"",
+            "Action::\"delete\"",
+            "Action::\"other\"",
+        ];
+        let contexts = [
+            r#"{"purpose":"relief","clearance":5}"#,
+            r#"{"purpose":"ads","clearance":1}"#,
+            r#"{"purpose":"relief","clearance":-1}"#,
+        ];
+        let entities = r#"[{"uid":{"type":"Agent","id":"a"},"attrs":{},"parents":[{"type":"Team","id":"ops"}]},
+                           {"uid":{"type":"User","id":"u"},"attrs":{},"parents":[{"type":"Team","id":"ops"}]}]"#;
+        let mut n = 0;
+        for pr in principals {
+            for ac in actions {
+                for cx in contexts {
+                    let mut p = params(pr, ac, cx);
+                    p.entities_json = entities.into();
+                    let o = e.evaluate_uncached(&p);
+                    let (req, ents, _, _) = build_request(&p).unwrap();
+                    let direct = auth.is_authorized(&req, &whole, &ents);
+                    let mut want: Vec<String> = direct
+                        .diagnostics()
+                        .reason()
+                        .map(|id| {
+                            whole
+                                .policy(id)
+                                .and_then(|x| x.annotation("id"))
+                                .unwrap_or_default()
+                                .to_string()
+                        })
+                        .collect();
+                    let mut got = o.policies.clone();
+                    want.sort();
+                    got.sort();
+                    assert_eq!(got, want, "{pr} {ac} {cx}");
+                    let errors = direct.diagnostics().errors().count();
+                    let expect =
+                        if direct.decision() == cedar_policy::Decision::Allow && errors == 0 {
+                            Decision::Allow
+                        } else {
+                            Decision::Deny
+                        };
+                    assert_eq!(o.decision, expect, "{pr} {ac} {cx}");
+                    if errors > 0 {
+                        assert!(!o.reasons.is_empty());
+                    }
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 75);
     }
 }

@@ -59,9 +59,15 @@ fn fifty_policies() -> String {
     s
 }
 
-fn cedar_one_core(cached: bool) -> f64 {
+fn cedar_one_core(cached: bool, sliced: bool) -> f64 {
     let text = fifty_policies();
-    let engine = Engine::new(Some(LoadedPolicies::parse(&text).unwrap()));
+    let loaded = LoadedPolicies::parse(&text).unwrap();
+    let loaded = if sliced {
+        loaded
+    } else {
+        loaded.without_slices()
+    };
+    let engine = Engine::new(Some(loaded));
     let reqs: Vec<EvaluateParams> = (0..45)
         .map(|i| EvaluateParams {
             principal: format!("Agent::\"agent{i}\""),
@@ -221,14 +227,16 @@ fn main() {
         .unwrap();
     let mut figures = Vec::new();
     if wanted("cedar_evals_per_s") {
-        let v = cedar_one_core(false);
+        let whole = cedar_one_core(false, false);
+        let v = cedar_one_core(false, true);
         figures.push(
             json!({"name": "cedar_evals_per_s", "value": v, "unit": "evals/s",
-            "peer": "KEE-2 wall W1 (1,000 evals/s); 50-policy set, one core", "ratio": v / W1}),
+            "peer": "KEE-2 wall W1 (1,000 evals/s); 50-policy set sliced by scope, one core, no cache", "ratio": v / W1,
+            "whole_set_evals_per_s": whole, "ratio_to_whole_set": v / whole}),
         );
     }
     if wanted("cedar_cached_evals_per_s") {
-        let v = cedar_one_core(true);
+        let v = cedar_one_core(true, true);
         figures.push(
             json!({"name": "cedar_cached_evals_per_s", "value": v, "unit": "evals/s",
             "peer": "KEE-2 wall W1 (1,000 evals/s); 50-policy set, one core, repeats answered by the evaluation cache", "ratio": v / W1}),

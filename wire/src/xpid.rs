@@ -160,8 +160,14 @@ mod tests {
             "00112233445566778899aabbccddeeff",
             "ffeeddccbbaa99887766554433221100",
         );
-        assert_eq!(v("k1", "k3", t, n1, n2), "519d3cb9-7374-578a-a39b-17b9fff05e35");
-        assert_eq!(v("k3", "k1", t, n1, n2), "a15182ce-c2ba-5ec5-a5e1-c52420262033");
+        assert_eq!(
+            v("k1", "k3", t, n1, n2),
+            "519d3cb9-7374-578a-a39b-17b9fff05e35"
+        );
+        assert_eq!(
+            v("k3", "k1", t, n1, n2),
+            "a15182ce-c2ba-5ec5-a5e1-c52420262033"
+        );
         assert_eq!(
             v(
                 "MyAuberge-KIA-7",
