@@ -75,6 +75,8 @@ pub struct Kernel {
     pub(crate) catalog: crate::catalog::CatalogAuthority,
     catalog_staged: tokio::sync::Notify,
     pub(crate) gar: crate::gar::GarState,
+    /// `soos.governance.*` spans (KEE-1 P6): `self.otel.span(name, session_id)`.
+    pub(crate) otel: crate::otel::Telemetry,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -153,11 +155,12 @@ impl Kernel {
             cfg.catalog_threshold,
         )
         .map_err(|e| BootError::Other(format!("catalog publishers: {e}")))?;
+        let otel = crate::otel::Telemetry::start(&cfg);
         Ok(Arc::new(Self {
             cfg,
             ak,
-            engine: Engine::new(policies),
-            audit,
+            engine: Engine::new(policies).with_telemetry(otel.clone()),
+            audit: audit.with_telemetry(otel.clone()),
             level,
             status: RwLock::new(Status {
                 state: KernelState::Booting,
@@ -175,6 +178,7 @@ impl Kernel {
             catalog,
             catalog_staged: tokio::sync::Notify::new(),
             gar: crate::gar::GarState::new(gar),
+            otel,
         }))
     }
 

@@ -19,6 +19,7 @@ pub mod dkg;
 pub mod frost;
 pub mod gar;
 pub mod kernel;
+pub mod otel;
 pub mod pid1;
 pub mod reattest;
 pub mod repair;
