@@ -516,6 +516,98 @@ mod tests {
     }
 
     #[test]
+    fn spans_with_no_route_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens at `<uds>_5300`: every batch fails at connect.
+        let t = Telemetry::new(
+            "k1",
+            "f",
+            Some((
+                Vsock::Hybrid(dir.path().join("vsock.sock")),
+                DEFAULT_OTLP_PORT,
+            )),
+        );
+        for i in 0..5 {
+            let mut g = t.span(names::GAR_WRITE, "s");
+            g.set_u64("soos.ale.seq", i);
+        }
+        t.flush();
+        let s = t.stats();
+        assert_eq!((s.exported, s.dropped), (0, 5));
+        assert!(s.failed_batches >= 1);
+    }
+
+    #[test]
+    fn a_live_route_gets_one_protobuf_post_per_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("vsock.sock");
+        let l = std::os::unix::net::UnixListener::bind(wire::hybrid::guest_initiated_path(
+            &uds,
+            DEFAULT_OTLP_PORT,
+        ))
+        .unwrap();
+        let server = std::thread::spawn(move || {
+            // One kept-alive connection; requests until the three spans are in.
+            let (mut c, _) = l.accept().unwrap();
+            let mut heads = Vec::new();
+            let mut spans = Vec::new();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while spans.len() < 3 {
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let n = c.read(&mut chunk).unwrap();
+                    assert!(n > 0);
+                    buf.extend_from_slice(&chunk[..n]);
+                };
+                let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                while buf.len() < end + len {
+                    let n = c.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let req = ExportTraceServiceRequest::decode(&buf[end..end + len]).unwrap();
+                buf.drain(..end + len);
+                spans.extend(
+                    req.resource_spans
+                        .into_iter()
+                        .flat_map(|r| r.scope_spans)
+                        .flat_map(|s| s.spans),
+                );
+                heads.push(head);
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .unwrap();
+            }
+            (heads, spans)
+        });
+        let t = Telemetry::new("k7", "f", Some((Vsock::Hybrid(uds), DEFAULT_OTLP_PORT)));
+        for i in 0..3 {
+            let mut g = t.span(names::CEDAR_EVALUATE, "sess");
+            g.set_attr("soos.cedar.decision", "allow");
+            g.set_u64("i", i);
+        }
+        t.flush();
+        let (heads, spans) = server.join().unwrap();
+        for head in heads {
+            assert!(head.starts_with("POST /v1/traces HTTP/1.1\r\n"));
+            assert!(head.contains("Content-Type: application/x-protobuf"));
+        }
+        assert_eq!(spans.len(), 3);
+        for s in spans {
+            assert_eq!(s.name, names::CEDAR_EVALUATE);
+            assert_eq!(s.trace_id, attestation::gar::trace_id("sess"));
+        }
+        assert_eq!(t.stats().exported, 3);
+    }
+
+    #[test]
     fn span_trace_ids_are_the_session_block_ids() {
         let t = Telemetry::new("k1", "f", None);
         let g = t.span(names::CEDAR_EVALUATE, "s-1");
