@@ -175,6 +175,23 @@ pub async fn issue(k: &Arc<Kernel>, p: &AcdIssueParams) -> Response {
         .filter(|c| !c.passed)
         .map(|c| format!("`{}`: {}", c.check, c.detail))
         .collect();
+    let mut span = k.otel.span(crate::otel::names::ACD_CHECK, session);
+    span.set_attr("soos.acd.agent_xpid", p.agent_xpid.clone());
+    span.set_attr("soos.acd.resource_provider", p.resource_provider.clone());
+    for c in &checks {
+        span.set_attr(
+            match c.check.as_str() {
+                "manifest_current" => "soos.acd.manifest_current",
+                "cedar_policy_hash" => "soos.acd.cedar_policy_hash",
+                "kia_not_revoked" => "soos.acd.kia_not_revoked",
+                _ => "soos.acd.xpid_not_revoked",
+            },
+            c.passed,
+        );
+    }
+    if !failed.is_empty() {
+        span.fail(failed.join("; "));
+    }
     let (Ok((m, manifest_hash)), Some(result), Ok(xpid), Some(live), true) =
         (manifest, credential, xpid, live, failed.is_empty())
     else {

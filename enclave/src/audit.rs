@@ -57,6 +57,8 @@ pub struct AuditLog {
     blocks: std::sync::Arc<std::sync::Mutex<Connection>>,
     /// Every ALE at or below this sequence number is in a block.
     watermark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Spans of GAR writes and block closes (KEE-1 P6); off unless a kernel sets it.
+    otel: crate::otel::Telemetry,
 }
 
 fn open(path: &Path) -> Result<Connection, AuditError> {
@@ -198,18 +200,42 @@ impl AuditLog {
             path: path.to_path_buf(),
             blocks: std::sync::Arc::new(std::sync::Mutex::new(blocks)),
             watermark: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            otel: crate::otel::Telemetry::off(),
         })
     }
 
+    /// This log, with GAR write and block close spans made by `otel`.
+    pub fn with_telemetry(mut self, otel: crate::otel::Telemetry) -> Self {
+        self.otel = otel;
+        self
+    }
+
     /// Appends an event; resolves once it is durable, with its sequence number and hash.
+    /// One `soos.governance.gar.write` span per append, in the event's session trace.
     pub async fn append(&self, event: NewEvent) -> Result<(u64, [u8; 32]), AuditError> {
+        let mut span = self
+            .otel
+            .span(crate::otel::names::GAR_WRITE, &event.session_id);
+        span.set_attr("soos.ale.kind", event.kind.clone());
         let (reply, wait) = oneshot::channel();
-        self.tx
-            .send((event, reply))
-            .map_err(|_| AuditError::WriterGone)?;
+        self.tx.send((event, reply)).map_err(|_| {
+            span.fail("audit writer has stopped");
+            AuditError::WriterGone
+        })?;
         match wait.await {
-            Ok(Ok(ack)) => Ok(ack),
-            Ok(Err(_)) | Err(_) => Err(AuditError::WriterGone),
+            Ok(Ok(ack)) => {
+                span.set_u64("soos.ale.seq", ack.0);
+                span.set_hex("soos.ale.hash", &ack.1);
+                Ok(ack)
+            }
+            Ok(Err(e)) => {
+                span.fail(e);
+                Err(AuditError::WriterGone)
+            }
+            Err(_) => {
+                span.fail("audit writer has stopped");
+                Err(AuditError::WriterGone)
+            }
         }
     }
 
@@ -424,6 +450,15 @@ impl AuditLog {
                 for a in chunk {
                     ins.execute(params![i64_of(a.seq), i64_of(height)])?;
                 }
+                let mut span = self
+                    .otel
+                    .span(crate::otel::names::GAR_BLOCK_CLOSE, &session);
+                span.set_hex("soos.gar.block_id", &attestation::gar::trace_id(&session));
+                span.set_u64("soos.gar.height", height);
+                span.set_hex("soos.gar.root", &root);
+                span.set_hex("soos.gar.prev_root", &prev_root);
+                span.set_u64("soos.gar.ales", chunk.len() as u64);
+                span.set_hex("soos.cap_profile_hash", &cap_profile_hash);
                 prev_root = root.to_vec();
                 closed.push(height);
             }

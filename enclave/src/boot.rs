@@ -282,11 +282,20 @@ pub async fn attempt(
     );
     let draft_hash = draft.digest();
     let r = appraise_and_release(cfg, ak, attesters, level, &draft_hash).await?;
-    if r.reference_digest != sealed.reference_digest {
-        return Err(BootError::Share(
-            "verifier released a key for other reference values".into(),
-        ));
+    let mut span =
+        crate::otel::of_kernel(&cfg.kernel_id).span(crate::otel::names::ATTESTATION_UNSEAL, "boot");
+    span.set_attr("soos.attestation.status", r.result_claims.status.as_str());
+    span.set_hex(
+        "soos.attestation.reference_digest",
+        &sealed.reference_digest,
+    );
+    let opened = open_share(cfg, &sealed, &public_package, &r);
+    match &opened {
+        Ok(_) => span.set_attr("soos.attestation.outcome", "unsealed"),
+        Err(e) => span.fail(error_chain(e)),
     }
+    drop(span);
+    let key_package = opened?;
     let (bundle, bundle_digest, result, result_claims, wrap) = (
         r.bundle,
         r.bundle_digest,
@@ -294,28 +303,6 @@ pub async fn attempt(
         r.result_claims,
         r.wrap_key,
     );
-    let plain = sealing::open(
-        &wrap,
-        &sealing::share_aad(&cfg.kernel_id, &sealed.reference_digest),
-        &sealed.sealed,
-    )
-    .map_err(|e| BootError::Share(e.to_string()))?;
-    let key_package = frost::keys::KeyPackage::deserialize(&plain)
-        .map_err(|e| BootError::Share(format!("key package: {e}")))?;
-    if key_package.verifying_key() != public_package.verifying_key() {
-        return Err(BootError::Share(
-            "share does not belong to the group key".into(),
-        ));
-    }
-    // The threshold is the one inside the sealed key package; a host that edits the
-    // plaintext copy (to lower it) stops the boot.
-    if *key_package.min_signers() != sealed.threshold {
-        return Err(BootError::Share(format!(
-            "sealed share file says threshold {} but the sealed key package says {}",
-            sealed.threshold,
-            key_package.min_signers()
-        )));
-    }
 
     let mut manifest = draft;
     manifest.evidence_bundle_digest = hex::encode(bundle_digest);
@@ -336,6 +323,45 @@ pub async fn attempt(
     })
 }
 
+/// Opens the sealed share with the released wrap key (KEE-1 P6 span
+/// `soos.governance.attestation.unseal`) and checks that it belongs to the group key and
+/// carries the threshold the file says.
+fn open_share(
+    cfg: &KernelConfig,
+    sealed: &SealedShare,
+    public_package: &frost::keys::PublicKeyPackage,
+    r: &Released,
+) -> Result<frost::keys::KeyPackage, BootError> {
+    if r.reference_digest != sealed.reference_digest {
+        return Err(BootError::Share(
+            "verifier released a key for other reference values".into(),
+        ));
+    }
+    let plain = sealing::open(
+        &r.wrap_key,
+        &sealing::share_aad(&cfg.kernel_id, &sealed.reference_digest),
+        &sealed.sealed,
+    )
+    .map_err(|e| BootError::Share(e.to_string()))?;
+    let key_package = frost::keys::KeyPackage::deserialize(&plain)
+        .map_err(|e| BootError::Share(format!("key package: {e}")))?;
+    if key_package.verifying_key() != public_package.verifying_key() {
+        return Err(BootError::Share(
+            "share does not belong to the group key".into(),
+        ));
+    }
+    // The threshold is the one inside the sealed key package; a host that edits the
+    // plaintext copy (to lower it) stops the boot.
+    if *key_package.min_signers() != sealed.threshold {
+        return Err(BootError::Share(format!(
+            "sealed share file says threshold {} but the sealed key package says {}",
+            sealed.threshold,
+            key_package.min_signers()
+        )));
+    }
+    Ok(key_package)
+}
+
 /// What an affirming appraisal released.
 pub struct Released {
     /// The evidence bundle bytes.
@@ -350,6 +376,54 @@ pub struct Released {
     pub wrap_key: [u8; 32],
     /// Reference digest the verifier released it for.
     pub reference_digest: Vec<u8>,
+}
+
+/// Appraisal of `bundle` on the verifier connection and the checks of its result: signed by
+/// the pinned key, about this bundle, nonce and kernel, affirming and unexpired.
+async fn appraise_checked(
+    cfg: &KernelConfig,
+    conn: &mut dyn crate::transport::Stream,
+    bundle: &[u8],
+    bundle_digest: &[u8; 32],
+    nonce: &Nonce,
+) -> Result<(Vec<u8>, AttestationResult), BootError> {
+    let (result, status, reasons) = match call::<_, VerifierResponse>(
+        conn,
+        &VerifierRequest::Appraise {
+            bundle: bundle.to_vec(),
+        },
+    )
+    .await?
+    {
+        VerifierResponse::Appraised {
+            result,
+            status,
+            reasons,
+        } => (result, status, reasons),
+        VerifierResponse::Refused { reason } => return Err(BootError::Refused(reason)),
+        _ => {
+            return Err(BootError::Refused(
+                "unexpected verifier answer to `appraise`".into(),
+            ))
+        }
+    };
+    let result_claims = verify_result(&result, &cfg.verifier_public_key)
+        .map_err(|e| BootError::Refused(format!("attestation result not trusted: {e}")))?;
+    if result_claims.bundle_digest != *bundle_digest
+        || result_claims.nonce != nonce.as_bytes()
+        || result_claims.kernel_id != cfg.kernel_id
+    {
+        return Err(BootError::Refused(
+            "attestation result is about another bundle".into(),
+        ));
+    }
+    if !result_claims.is_affirming_at(attestation::now_ms()) {
+        return Err(BootError::Refused(format!(
+            "attestation status {status}: {}",
+            reasons.join("; ")
+        )));
+    }
+    Ok((result, result_claims))
 }
 
 /// Nonce, evidence bound to `draft_hash`, appraisal, and release of this kernel's wrap key,
@@ -382,45 +456,26 @@ pub async fn appraise_and_release(
         }
     };
 
-    let (bundle, bundle_digest, kx) =
-        collect_bundle(cfg, ak, attesters, &nonce, level, draft_hash, 0).await?;
+    let otel = crate::otel::of_kernel(&cfg.kernel_id);
+    let mut span = otel.span(crate::otel::names::ATTESTATION_COLLECT, "boot");
+    span.set_attr("soos.attestation.level", level.as_str());
+    let collected = collect_bundle(cfg, ak, attesters, &nonce, level, draft_hash, 0).await;
+    match &collected {
+        Ok((_, digest, _)) => span.set_hex("soos.attestation.bundle_digest", digest),
+        Err(e) => span.fail(error_chain(e)),
+    }
+    drop(span);
+    let (bundle, bundle_digest, kx) = collected?;
 
-    let (result, status, reasons) = match call::<_, VerifierResponse>(
-        conn.as_mut(),
-        &VerifierRequest::Appraise {
-            bundle: bundle.clone(),
-        },
-    )
-    .await?
-    {
-        VerifierResponse::Appraised {
-            result,
-            status,
-            reasons,
-        } => (result, status, reasons),
-        VerifierResponse::Refused { reason } => return Err(BootError::Refused(reason)),
-        _ => {
-            return Err(BootError::Refused(
-                "unexpected verifier answer to `appraise`".into(),
-            ))
-        }
-    };
-    let result_claims = verify_result(&result, &cfg.verifier_public_key)
-        .map_err(|e| BootError::Refused(format!("attestation result not trusted: {e}")))?;
-    if result_claims.bundle_digest != bundle_digest
-        || result_claims.nonce != nonce.as_bytes()
-        || result_claims.kernel_id != cfg.kernel_id
-    {
-        return Err(BootError::Refused(
-            "attestation result is about another bundle".into(),
-        ));
+    let mut span = otel.span(crate::otel::names::ATTESTATION_APPRAISE, "boot");
+    span.set_hex("soos.attestation.bundle_digest", &bundle_digest);
+    let appraised = appraise_checked(cfg, conn.as_mut(), &bundle, &bundle_digest, &nonce).await;
+    match &appraised {
+        Ok((_, claims)) => span.set_attr("soos.attestation.status", claims.status.as_str()),
+        Err(e) => span.fail(error_chain(e)),
     }
-    if !result_claims.is_affirming_at(attestation::now_ms()) {
-        return Err(BootError::Refused(format!(
-            "attestation status {status}: {}",
-            reasons.join("; ")
-        )));
-    }
+    drop(span);
+    let (result, result_claims) = appraised?;
 
     let (eph, sealed_wrap, reference_digest) = match call::<_, VerifierResponse>(
         conn.as_mut(),

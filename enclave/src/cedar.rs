@@ -166,6 +166,8 @@ pub struct Engine {
     current: RwLock<Option<Arc<LoadedPolicies>>>,
     authorizer: Authorizer,
     cache: Mutex<EvalCache>,
+    /// `soos.governance.cedar.evaluate` spans (KEE-1 P6); off unless a kernel sets it.
+    otel: crate::otel::Telemetry,
 }
 
 /// Most decisions the evaluation cache holds; a full cache is emptied and refilled.
@@ -207,6 +209,7 @@ impl Engine {
             current: RwLock::new(policies.map(Arc::new)),
             authorizer: Authorizer::new(),
             cache: Mutex::new(EvalCache::default()),
+            otel: crate::otel::Telemetry::off(),
         }
     }
 
@@ -215,6 +218,13 @@ impl Engine {
     pub fn live_policy_hash(&self) -> Option<[u8; 32]> {
         let g = self.current.read().ok()?;
         g.as_ref().map(|p| p.recompute_hash())
+    }
+
+    /// This engine, with one `soos.governance.cedar.evaluate` span per [`Engine::evaluate`]
+    /// made by `otel`, in the trace of the request's session.
+    pub fn with_telemetry(mut self, otel: crate::otel::Telemetry) -> Self {
+        self.otel = otel;
+        self
     }
 
     /// Replaces the policy set atomically, and empties the evaluation cache.
@@ -228,10 +238,36 @@ impl Engine {
     }
 
     /// Evaluates a request through the evaluation cache: an identical request under the same
-    /// policy set gets the outcome computed the first time.
+    /// policy set gets the outcome computed the first time. Every call has its span (session
+    /// `default` when the request names none, as in the audit log).
     pub fn evaluate(&self, p: &EvaluateParams) -> Outcome {
+        let session = if p.session_id.is_empty() {
+            "default"
+        } else {
+            &p.session_id
+        };
+        let mut span = self.otel.span(crate::otel::names::CEDAR_EVALUATE, session);
+        let (o, cached) = self.evaluate_cached(p);
+        span.set_attr(
+            "soos.cedar.decision",
+            match o.decision {
+                Decision::Allow => "allow",
+                Decision::Deny => "deny",
+            },
+        );
+        span.set_list("soos.cedar.policies", &o.policies);
+        if !o.reasons.is_empty() {
+            span.set_list("soos.cedar.reasons", &o.reasons);
+        }
+        span.set_hex("soos.cap_profile_hash", &o.cap_profile_hash);
+        span.set_attr("soos.cedar.action", p.action.clone());
+        span.set_attr("soos.cedar.cached", cached);
+        o
+    }
+
+    fn evaluate_cached(&self, p: &EvaluateParams) -> (Outcome, bool) {
         let Some(policies) = self.snapshot() else {
-            return self.evaluate_uncached(p);
+            return (self.evaluate_uncached(p), false);
         };
         let key = request_key(p);
         if let Ok(mut c) = self.cache.lock() {
@@ -240,7 +276,7 @@ impl Engine {
                 c.outcomes.clear();
             }
             if let Some(o) = c.outcomes.get(&key) {
-                return o.clone();
+                return (o.clone(), true);
             }
         }
         let o = self.evaluate_with(&policies, p);
@@ -253,7 +289,7 @@ impl Engine {
                 c.outcomes.insert(key, o.clone());
             }
         }
-        o
+        (o, false)
     }
 
     /// How many outcomes the cache holds (for tests and metrics).

@@ -90,4 +90,8 @@ pub struct KernelConfig {
     /// Collect NVIDIA GPU evidence (NVML; the `gpu` build feature) into every bundle. When
     /// NVML is absent or CC mode is off the bundle says "no gpu evidence" and policy decides.
     pub gpus: bool,
+    /// Host vsock port whose proxy route (`carry = "http"`) leads to an OpenTelemetry
+    /// collector: `soos.governance.*` spans are exported there over OTLP/HTTP. `None`: spans
+    /// are made but not exported.
+    pub otlp_port: Option<u32>,
 }

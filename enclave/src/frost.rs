@@ -130,8 +130,53 @@ fn signer_ids(sealed: &attestation::sealing::SealedShare) -> Vec<String> {
     sealed.signers.iter().map(|s| s.kernel_id.clone()).collect()
 }
 
-/// Participant, round 1.
+/// Notes a signing answer on its span: the signers on success, the refusal otherwise.
+fn note_outcome(span: &mut crate::otel::SpanGuard, resp: &Response) {
+    match resp {
+        Response::Signature(s) => {
+            span.set_attr("soos.signing.outcome", "signed");
+            span.set_list("soos.signing.signers", &s.signers);
+            span.set_hex("soos.signing.group_public_key", &s.group_public_key);
+        }
+        Response::FrostCommitment(_) => span.set_attr("soos.signing.outcome", "committed"),
+        Response::FrostShare(_) => span.set_attr("soos.signing.outcome", "share"),
+        Response::Error(e) => {
+            span.set_attr("soos.signing.outcome", "refused");
+            span.fail(e.message.clone());
+        }
+        _ => span.fail("unexpected answer"),
+    }
+}
+
+/// A participant's span for the round `name` of the coordinator's signing `session_id`.
+fn participant_span(
+    k: &Kernel,
+    name: &'static str,
+    session_id: &[u8],
+    coordinator: &str,
+) -> crate::otel::SpanGuard {
+    let hex_id = hex::encode(session_id);
+    let mut span = k.otel.span(name, &hex_id);
+    span.set_attr("soos.frost.session", hex_id);
+    span.set_attr("soos.signing.coordinator", coordinator.to_owned());
+    span.set_attr("soos.kernel_id", k.cfg.kernel_id.clone());
+    span
+}
+
+/// Participant, round 1 (span `soos.governance.signing.commit`).
 pub fn commit(k: &Arc<Kernel>, p: &FrostCommitParams) -> Response {
+    let mut span = participant_span(
+        k,
+        crate::otel::names::SIGNING_COMMIT,
+        &p.session_id,
+        &p.peer.kernel_id,
+    );
+    let resp = commit_inner(k, p);
+    note_outcome(&mut span, &resp);
+    resp
+}
+
+fn commit_inner(k: &Arc<Kernel>, p: &FrostCommitParams) -> Response {
     let Some(u) = k.unsealed() else {
         return Response::error(ErrorCode::NotServing, "kernel is not unsealed");
     };
@@ -191,8 +236,20 @@ pub fn commit(k: &Arc<Kernel>, p: &FrostCommitParams) -> Response {
     })
 }
 
-/// Participant, round 2.
+/// Participant, round 2 (span `soos.governance.signing.share`).
 pub async fn sign_share(k: &Arc<Kernel>, p: &FrostSignParams) -> Response {
+    let mut span = participant_span(
+        k,
+        crate::otel::names::SIGNING_SHARE,
+        &p.session_id,
+        &p.peer.kernel_id,
+    );
+    let resp = sign_share_inner(k, p).await;
+    note_outcome(&mut span, &resp);
+    resp
+}
+
+async fn sign_share_inner(k: &Arc<Kernel>, p: &FrostSignParams) -> Response {
     let Some(u) = k.unsealed() else {
         return Response::error(ErrorCode::NotServing, "kernel is not unsealed");
     };
@@ -273,6 +330,40 @@ pub async fn coordinate(k: &Arc<Kernel>, digest: &[u8]) -> Response {
 /// As [`coordinate`]; `audit` = false for GAR block signatures, which the block itself
 /// records (an ALE per block signature would keep every idle log growing).
 pub async fn coordinate_with(k: &Arc<Kernel>, digest: &[u8], audit: bool) -> Response {
+    coordinate_in(k, digest, audit, None).await
+}
+
+/// As [`coordinate_with`], its `soos.governance.signing.coordinate` span in the trace of
+/// `trace_session` (a GAR block's session when anchoring it), else of the signing session.
+pub async fn coordinate_in(
+    k: &Arc<Kernel>,
+    digest: &[u8],
+    audit: bool,
+    trace_session: Option<&str>,
+) -> Response {
+    let mut session_id = [0u8; SESSION_ID_BYTES];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut session_id).is_err() {
+        return Response::error(ErrorCode::Internal, "random number generator failed");
+    }
+    let hex_id = hex::encode(session_id);
+    let mut span = k.otel.span(
+        crate::otel::names::SIGNING_COORDINATE,
+        trace_session.unwrap_or(&hex_id),
+    );
+    span.set_attr("soos.frost.session", hex_id);
+    span.set_hex("soos.signing.digest", digest);
+    span.set_attr("soos.kernel_id", k.cfg.kernel_id.clone());
+    let resp = coordinate_session(k, digest, audit, session_id).await;
+    note_outcome(&mut span, &resp);
+    resp
+}
+
+async fn coordinate_session(
+    k: &Arc<Kernel>,
+    digest: &[u8],
+    audit: bool,
+    session_id: [u8; SESSION_ID_BYTES],
+) -> Response {
     if digest.len() != 32 {
         return Response::error(ErrorCode::BadRequest, "digest must be 32 bytes");
     }
@@ -296,10 +387,6 @@ pub async fn coordinate_with(k: &Arc<Kernel>, digest: &[u8], audit: bool) -> Res
             g.sealed.signers.clone(),
         )
     };
-    let mut session_id = [0u8; SESSION_ID_BYTES];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut session_id).is_err() {
-        return Response::error(ErrorCode::Internal, "random number generator failed");
-    }
     let (my_nonces, my_commitments) =
         frost::round1::commit(key_package.signing_share(), &mut rand::rngs::OsRng);
     let mut commitments = BTreeMap::new();

@@ -209,14 +209,24 @@ pub async fn anchor_pass(k: &Arc<Kernel>, all: bool) -> Result<bool, String> {
     let pending = blocking(move || audit.pending_blocks()).await?;
     for b in pending {
         let digest = b.signing_digest();
-        match crate::frost::coordinate_with(k, &digest, false).await {
+        // KEE-1 P6: the anchor span sits in the block's session trace (trace id = block_id).
+        let mut span = k
+            .otel
+            .span(crate::otel::names::GAR_BLOCK_ANCHOR, &b.session_id);
+        span.set_hex("soos.gar.block_id", &b.block_id);
+        span.set_u64("soos.gar.height", b.height);
+        span.set_hex("soos.gar.root", &b.root);
+        span.set_u64("soos.gar.ales", b.seqs.len() as u64);
+        match crate::frost::coordinate_in(k, &digest, false, Some(&b.session_id)).await {
             Response::Signature(s) => {
+                span.set_list("soos.signing.signers", &s.signers);
                 let audit = k.audit.clone();
                 let height = b.height;
                 blocking(move || {
                     audit.store_signature(height, &s.signature, &s.signers, &s.group_public_key)
                 })
-                .await?;
+                .await
+                .inspect_err(|e| span.fail(e.clone()))?;
                 // Every block anchored is progress: the watchdog measures time without any.
                 if k.gar.anchored() {
                     tracing::info!(kernel = %k.kernel_id(), "audit anchoring restored; decisions resume");
@@ -224,10 +234,11 @@ pub async fn anchor_pass(k: &Arc<Kernel>, all: bool) -> Result<bool, String> {
                 }
             }
             Response::Error(e) => {
+                span.fail(e.message.clone());
                 return Err(format!(
                     "block {} stays unsigned-pending: {}",
                     b.height, e.message
-                ))
+                ));
             }
             _ => return Err(format!("block {}: unexpected signing answer", b.height)),
         }

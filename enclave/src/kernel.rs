@@ -93,6 +93,8 @@ pub struct Kernel {
     /// boot set the manifest names (KEE-1 P3 check 2).
     committed_policy: Mutex<(u64, [u8; 32])>,
     pub(crate) peer: crate::peer::PeerState,
+    /// `soos.governance.*` spans (KEE-1 P6): `self.otel.span(name, session_id)`.
+    pub(crate) otel: crate::otel::Telemetry,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -171,11 +173,12 @@ impl Kernel {
             cfg.catalog_threshold,
         )
         .map_err(|e| BootError::Other(format!("catalog publishers: {e}")))?;
+        let otel = crate::otel::Telemetry::start(&cfg);
         Ok(Arc::new(Self {
             cfg,
             ak,
-            engine: Engine::new(policies),
-            audit,
+            engine: Engine::new(policies).with_telemetry(otel.clone()),
+            audit: audit.with_telemetry(otel.clone()),
             level,
             status: RwLock::new(Status {
                 state: KernelState::Booting,
@@ -195,6 +198,7 @@ impl Kernel {
             gar: crate::gar::GarState::new(gar),
             committed_policy: Mutex::new((0, [0; 32])),
             peer: crate::peer::PeerState::default(),
+            otel,
         }))
     }
 

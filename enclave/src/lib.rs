@@ -20,6 +20,7 @@ pub mod dkg;
 pub mod frost;
 pub mod gar;
 pub mod kernel;
+pub mod otel;
 pub mod peer;
 pub mod pid1;
 pub mod reattest;

@@ -61,6 +61,11 @@ struct Cli {
     /// Collect NVIDIA GPU evidence (NVML, `gpu` build feature) into every bundle.
     #[arg(long)]
     gpus: bool,
+    /// Host vsock port leading (through the proxy's `carry = "http"` egress route) to an
+    /// OpenTelemetry collector; `soos.governance.*` spans are exported there over OTLP/HTTP
+    /// (conventionally 5300). Without it spans are made but not exported.
+    #[arg(long, value_name = "PORT")]
+    otlp_port: Option<u32>,
     /// Give up after this many attempts while the verifier is unreachable (0 = never).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
@@ -168,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         catalog_publishers,
         catalog_threshold: cli.catalog_threshold,
         gpus: cli.gpus,
+        otlp_port: cli.otlp_port,
     };
     if let Some(out) = &cli.export_audit {
         let log = enclave::audit::AuditLog::open(&cfg.state_dir.join("audit.db"))

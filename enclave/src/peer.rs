@@ -130,6 +130,14 @@ struct Completed<'a> {
 
 /// Records ALE-PEER-04 and returns the refusal the caller gets.
 async fn failed(k: &Kernel, stage: &str, peer: &str, reason: &str) -> Response {
+    {
+        let mut span = k
+            .otel
+            .span(crate::otel::names::PEER_ATTESTATION_FAILED, PEER_SESSION);
+        span.set_attr("soos.peer.stage", stage.to_string());
+        span.set_attr("soos.peer.peer", peer.to_string());
+        span.fail(reason.to_string());
+    }
     tracing::warn!(kernel = %k.kernel_id(), %peer, %stage, %reason, "peer attestation failed");
     k.audit_event(
         events::PEER_ATTESTATION_FAILED,
@@ -374,6 +382,15 @@ pub async fn initiate(k: &Arc<Kernel>, p: &PeerTransactionParams) -> Response {
             "audit log unavailable; the transaction must not proceed",
         );
     };
+    {
+        let mut span = k
+            .otel
+            .span(crate::otel::names::PEER_TRANSACTION, PEER_SESSION);
+        span.set_attr("soos.peer.role", "initiator");
+        span.set_attr("soos.peer.peer", responder.to_string());
+        span.set_attr("soos.peer.ptxn_id", ptr.ptxn_id.clone());
+        span.set_u64("soos.gar.ale_seq", ale_seq);
+    }
     if let Ok(mut t) = k.peer.txns.lock() {
         if t.len() < MAX_PEER_STATE {
             t.insert(
@@ -603,6 +620,15 @@ pub async fn on_commit(k: &Arc<Kernel>, p: &PeerCommitParams) -> Response {
             "audit log unavailable; ptr not countersigned",
         );
     };
+    {
+        let mut span = k
+            .otel
+            .span(crate::otel::names::PEER_TRANSACTION, PEER_SESSION);
+        span.set_attr("soos.peer.role", "responder");
+        span.set_attr("soos.peer.peer", initiator.to_string());
+        span.set_attr("soos.peer.ptxn_id", ptr.ptxn_id.clone());
+        span.set_u64("soos.gar.ale_seq", ale_seq);
+    }
     if let Ok(mut t) = k.peer.txns.lock() {
         if t.len() < MAX_PEER_STATE {
             t.insert(

@@ -341,7 +341,24 @@ async fn session(k: &Arc<Kernel>, progressed: &mut bool) -> Result<(), String> {
 /// Answers one challenge with fresh evidence. A collection failure or a refusal leaves the
 /// gate as it is (the verifier counts a missed challenge and decides); a signed non-affirming
 /// result closes it at once.
+/// KEE-1 P6: each challenge answered is a `soos.governance.attestation.reattest` span.
 async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Result<(), String> {
+    let mut span = k
+        .otel
+        .span(crate::otel::names::ATTESTATION_REATTEST, "reattest");
+    let r = answer_challenge(k, conn, ch, &mut span).await;
+    if let Err(why) = &r {
+        span.fail(why.clone());
+    }
+    r
+}
+
+async fn answer_challenge(
+    k: &Arc<Kernel>,
+    conn: &mut dyn Stream,
+    ch: &Challenge,
+    span: &mut crate::otel::SpanGuard,
+) -> Result<(), String> {
     let nonce = Nonce::from_slice(&ch.nonce).ok_or("challenge nonce is not 32 bytes")?;
     let Some((draft_hash, level)) = k.binding_inputs() else {
         return Err("kernel is not unsealed".into());
@@ -361,6 +378,7 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
         Err(e) => {
             let why = format!("evidence collection failed: {}", error_chain(&e));
             tracing::warn!(kernel = %k.kernel_id(), %why, "challenge not answered");
+            span.fail(why.clone());
             k.audit_attestation("challenge_unanswered", &why).await;
             return Ok(());
         }
@@ -391,6 +409,8 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
             } else {
                 claims.status.as_str()
             };
+            span.set_attr("soos.attestation.status", status);
+            span.set_hex("soos.attestation.bundle_digest", &digest);
             k.with_gate(|g| g.own_appraisal(affirming, &reasons.join("; "), result));
             if !affirming {
                 k.audit_attestation(
@@ -404,6 +424,7 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
         }
         VerifierResponse::Refused { reason } => {
             tracing::warn!(kernel = %k.kernel_id(), %reason, "challenge answer refused");
+            span.fail(format!("refused: {reason}"));
             k.audit_attestation("challenge_refused", &reason).await;
             Ok(())
         }

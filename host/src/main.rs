@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     Launch(LaunchArgs),
     Ps(PsArgs),
     Stop(StopArgs),
@@ -62,6 +62,7 @@ enum Command {
     --enclave hybrid:/run/k1/enclave.sock:5000 \\\n    \
     --listen-tls unix:/run/k1/tls.sock --enclave-tls hybrid:/run/k1/enclave.sock:5443 \\\n    \
     --egress 5100=tcp:127.0.0.1:7000 --egress 5201=unix:/run/k2/public.sock \\\n    \
+    --egress-http 5300=tcp:127.0.0.1:4318 \\\n    \
     --metrics-listen tcp:127.0.0.1:9464 --metrics-file /run/k1/metrics.json\n  \
     host proxy --config /etc/enclave/k1-proxy.toml"
 )]
@@ -69,7 +70,8 @@ struct ProxyArgs {
     /// Read routes, egress allowlist and limits from this TOML file (the other route and
     /// limit options may not be combined with it).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "allow", "max_connections",
+        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "egress_http", "allow",
+        "max_connections",
         "max_connections_total", "max_connections_per_peer", "idle_timeout_ms",
         "handshake_timeout_ms", "requests_per_second", "request_burst",
         "peer_requests_per_second", "peer_request_burst", "max_frame_bytes", "max_record_bytes",
@@ -93,6 +95,11 @@ struct ProxyArgs {
     /// 5100=dns:verifier.internal:7000). Repeatable.
     #[arg(long = "egress", value_name = "PORT=ENDPOINT")]
     egress: Vec<EgressRule>,
+    /// An allowlisted OpenTelemetry collector: guest connections to host vsock PORT carry
+    /// OTLP/HTTP exports (`POST /v1/traces`) to ENDPOINT, the collector's OTLP/HTTP port
+    /// (e.g. 5300=tcp:10.0.0.9:4318). Repeatable.
+    #[arg(long = "egress-http", value_name = "PORT=ENDPOINT")]
+    egress_http: Vec<EgressRule>,
     /// A method frame clients may call. Repeatable; when given, replaces the default list
     /// (health, manifest, evaluate, sign_digest, frost_commit, frost_sign).
     #[arg(long = "allow", value_name = "METHOD")]
@@ -273,7 +280,7 @@ fn main() -> Result<()> {
         )
         .init();
     match cli.command {
-        Command::Proxy(args) => proxy(args),
+        Command::Proxy(args) => proxy(*args),
         Command::Launch(args) => launch(args),
         Command::Ps(args) => ps(args),
         Command::Stop(args) => stop(args),
@@ -296,6 +303,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig> {
             config.tls = Some(TlsRoute { listen, enclave });
         }
         config.egress = args.egress.clone();
+        config.egress_http = args.egress_http.clone();
         config.limits = Limits {
             max_connections: args.max_connections,
             max_connections_total: args.max_connections_total,

@@ -426,6 +426,125 @@ async fn egress_to_a_dead_destination_closes_the_guest_connection() {
     proxy.stop().await;
 }
 
+/// An HTTP/1.1 server that answers each request it reads whole with 200 and the request
+/// line echoed as the body, and reports the requests it saw.
+async fn http_server() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = tx.send(buf.drain(..end + 4 + len).collect());
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{line}",
+                        line.len()
+                    );
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Sends `request` and reads one `Content-Length` answer (head and body) back.
+async fn http_exchange(g: &mut UnixStream, request: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    g.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = g.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before an answer");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_http_carry_forwards_otlp_exports_and_refuses_anything_else() {
+    let setup = Setup::new();
+    let (collector, mut seen) = http_server().await;
+    let mut config = setup.config();
+    config.limits.frame_limit_bytes = 1024;
+    config.egress_http = vec![format!("5300=tcp:{collector}").parse().unwrap()];
+    let proxy = setup.start(config).await;
+    let route = wire::hybrid::guest_initiated_path(&setup.enclave_uds, 5300);
+
+    // Two exports on one kept-alive connection, forwarded byte for byte.
+    let export = b"POST /v1/traces HTTP/1.1\r\nHost: otlp\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02\x0a\x00";
+    let mut g = UnixStream::connect(&route).await.unwrap();
+    for _ in 0..2 {
+        let answer = http_exchange(&mut g, export).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("POST /v1/traces HTTP/1.1"), "{answer}");
+        assert_eq!(seen.recv().await.unwrap(), export.to_vec());
+    }
+
+    // Not an OTLP export, chunked, or over the frame limit: closed, never forwarded.
+    for bad in [
+        b"GET /v1/traces HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        b"POST /admin HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        b"POST /v1/traces HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        b"POST /v1/traces HTTP/1.1\r\nContent-Length: 4096\r\n\r\n".to_vec(),
+        wire::encode(&Request::Health).unwrap(),
+    ] {
+        let mut g = UnixStream::connect(&route).await.unwrap();
+        g.write_all(&bad).await.unwrap();
+        assert!(is_closed(&mut g).await);
+    }
+    assert!(
+        seen.try_recv().is_err(),
+        "a refused request reached the collector"
+    );
+
+    let m = proxy.handle.metrics();
+    assert_eq!(m.egress.forwarded, 2);
+    assert_eq!(m.egress.refused_garbage, 4);
+    assert_eq!(m.egress.refused_oversize, 1);
+    assert!(m.egress.bytes_up >= 2 * export.len() as u64);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_removes_sockets_and_writes_final_metrics() {
     let setup = Setup::new();

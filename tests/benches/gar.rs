@@ -7,6 +7,10 @@
 //! * `cedar_cached_evals_per_s` — the same 45 requests through `Engine::evaluate`, which
 //!   answers repeats from the KEE-2 D1 evaluation cache (every request repeats after the
 //!   first round): what a steady workload of recurring decisions costs.
+//! * `cedar_cached_spans_evals_per_s` / `cedar_cached_exported_evals_per_s` — the same through
+//!   an engine with KEE-1 P6 spans (one `soos.governance.cedar.evaluate` span per call): made
+//!   but not exported (no collector configured), and exported over OTLP/HTTP to a sink on the
+//!   hybrid-vsock path `<uds>_5300` that answers 200 (spans exported and dropped are printed).
 //! * `gar_durable_ales_per_s` — audit events appended and acknowledged only after their
 //!   SQLite (WAL, synchronous=FULL) group commit, 256 concurrent writers, with session
 //!   blocks closing every 100 ms beside them; against the KEE-2 W3 wall (10,000 ALEs/s).
@@ -59,15 +63,93 @@ fn fifty_policies() -> String {
     s
 }
 
-fn cedar_one_core(cached: bool, sliced: bool) -> f64 {
+/// How [`cedar_one_core`] evaluates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cedar {
+    /// `Engine::evaluate_uncached`.
+    Uncached,
+    /// `Engine::evaluate`, no telemetry.
+    Cached,
+    /// `Engine::evaluate` with spans, not exported.
+    CachedSpans,
+    /// `Engine::evaluate` with spans exported to a sink.
+    CachedExported,
+}
+
+/// An OTLP/HTTP sink on the Unix socket where a hybrid-vsock guest's connections to host
+/// port 5300 arrive: reads each request whole, answers 200.
+fn otlp_sink(path: std::path::PathBuf) {
+    use std::io::{Read, Write};
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .split("\r\n")
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().unwrap())
+                        .unwrap();
+                    while buf.len() < end + 4 + len {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    if c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Evaluations per second on one thread; with spans exported, also the spans exported and
+/// dropped (queue full or export failed).
+fn cedar_one_core(mode: Cedar, sliced: bool) -> (f64, Option<(u64, u64)>) {
     let text = fifty_policies();
+    let dir = tempfile::tempdir().unwrap();
+    let otel = match mode {
+        Cedar::Uncached | Cedar::Cached => enclave::otel::Telemetry::off(),
+        Cedar::CachedSpans => enclave::otel::Telemetry::new("bench", "bench", None),
+        Cedar::CachedExported => {
+            let uds = dir.path().join("vsock.sock");
+            otlp_sink(wire::hybrid::guest_initiated_path(
+                &uds,
+                enclave::otel::DEFAULT_OTLP_PORT,
+            ));
+            enclave::otel::Telemetry::new(
+                "bench",
+                "bench",
+                Some((
+                    enclave::transport::Vsock::Hybrid(uds),
+                    enclave::otel::DEFAULT_OTLP_PORT,
+                )),
+            )
+        }
+    };
     let loaded = LoadedPolicies::parse(&text).unwrap();
     let loaded = if sliced {
         loaded
     } else {
         loaded.without_slices()
     };
-    let engine = Engine::new(Some(loaded));
+    let engine = Engine::new(Some(loaded)).with_telemetry(otel.clone());
     let reqs: Vec<EvaluateParams> = (0..45)
         .map(|i| EvaluateParams {
             principal: format!("Agent::\"agent{i}\""),
@@ -80,23 +162,29 @@ fn cedar_one_core(cached: bool, sliced: bool) -> f64 {
         })
         .collect();
     // One thread: the figure is per core.
-    std::thread::spawn(move || {
+    let (rate, n) = std::thread::spawn(move || {
         let start = Instant::now();
         let mut n = 0usize;
         while start.elapsed() < Duration::from_secs(3) {
             let r = &reqs[n % reqs.len()];
-            let o = if cached {
-                engine.evaluate(r)
-            } else {
+            let o = if mode == Cedar::Uncached {
                 engine.evaluate_uncached(r)
+            } else {
+                engine.evaluate(r)
             };
             assert_eq!(o.decision, Decision::Allow);
             n += 1;
         }
-        n as f64 / start.elapsed().as_secs_f64()
+        (n as f64 / start.elapsed().as_secs_f64(), n as u64)
     })
     .join()
-    .unwrap()
+    .unwrap();
+    if mode != Cedar::CachedExported {
+        return (rate, None);
+    }
+    otel.flush();
+    let st = otel.stats();
+    (rate, Some((st.exported, n - st.exported)))
 }
 
 async fn durable_ales() -> (f64, u64) {
@@ -227,8 +315,8 @@ fn main() {
         .unwrap();
     let mut figures = Vec::new();
     if wanted("cedar_evals_per_s") {
-        let whole = cedar_one_core(false, false);
-        let v = cedar_one_core(false, true);
+        let (whole, _) = cedar_one_core(Cedar::Uncached, false);
+        let (v, _) = cedar_one_core(Cedar::Uncached, true);
         figures.push(
             json!({"name": "cedar_evals_per_s", "value": v, "unit": "evals/s",
             "peer": "KEE-2 wall W1 (1,000 evals/s); 50-policy set sliced by scope, one core, no cache", "ratio": v / W1,
@@ -236,10 +324,26 @@ fn main() {
         );
     }
     if wanted("cedar_cached_evals_per_s") {
-        let v = cedar_one_core(true, true);
+        let (v, _) = cedar_one_core(Cedar::Cached, true);
         figures.push(
             json!({"name": "cedar_cached_evals_per_s", "value": v, "unit": "evals/s",
             "peer": "KEE-2 wall W1 (1,000 evals/s); 50-policy set, one core, repeats answered by the evaluation cache", "ratio": v / W1}),
+        );
+    }
+    if wanted("cedar_cached_spans_evals_per_s") {
+        let (v, _) = cedar_one_core(Cedar::CachedSpans, true);
+        figures.push(
+            json!({"name": "cedar_cached_spans_evals_per_s", "value": v, "unit": "evals/s",
+            "peer": "KEE-2 wall W1 (1,000 evals/s); as cedar_cached_evals_per_s, one span per evaluation, not exported", "ratio": v / W1}),
+        );
+    }
+    if wanted("cedar_cached_exported_evals_per_s") {
+        let (v, counts) = cedar_one_core(Cedar::CachedExported, true);
+        let (exported, dropped) = counts.unwrap_or_default();
+        figures.push(
+            json!({"name": "cedar_cached_exported_evals_per_s", "value": v, "unit": "evals/s",
+            "peer": "KEE-2 wall W1 (1,000 evals/s); as cedar_cached_evals_per_s, one span per evaluation, exported over OTLP/HTTP to a local sink", "ratio": v / W1,
+            "spans_exported": exported, "spans_dropped": dropped}),
         );
     }
     if wanted("gar_durable_ales_per_s") {

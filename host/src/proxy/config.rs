@@ -27,6 +27,12 @@
 //! destination = "unix:/run/k2/tls.sock"
 //! carry = "tls"                                  # records, not frames (default "frames")
 //!
+//! [[egress]]
+//! name = "otlp"
+//! port = 5300
+//! destination = "tcp:10.0.0.9:4318"
+//! carry = "http"                                 # OTLP/HTTP exports to a collector
+//!
 //! [limits]                                       # any subset; the rest keep their defaults
 //! max_connections_per_peer = 16
 //! handshake_timeout_ms = 5000
@@ -56,6 +62,9 @@ pub enum Carry {
     Frames,
     /// TLS records (a mutually attested link to a peer kernel's TLS route).
     Tls,
+    /// HTTP/1.1 OTLP exports (`POST /v1/traces`) to an OpenTelemetry collector's OTLP/HTTP
+    /// port (see [`super::http`]).
+    Http,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +194,7 @@ pub fn from_toml_str(text: &str) -> Result<ProxyConfig, ConfigError> {
         match e.carry {
             Carry::Frames => config.egress.push(rule),
             Carry::Tls => config.egress_tls.push(rule),
+            Carry::Http => config.egress_http.push(rule),
         }
     }
     config.limits = raw.limits;
@@ -320,6 +330,8 @@ handshake_timeout_ms = 5000
         let end = start + guide[start..].find("```").unwrap();
         let c = from_toml_str(&guide[start..end]).unwrap();
         assert_eq!(c.egress_names.get(&VsockPort(5300)).unwrap(), "otlp");
+        assert_eq!(c.egress_http.len(), 1);
+        assert_eq!(c.egress_http[0].port, VsockPort(5300));
         assert!(c.tls.is_some() && c.metrics_listen.is_some());
         assert_eq!(c.limits.record_limit_bytes, 16640);
     }

@@ -14,7 +14,7 @@
 //!   their type and size, the handshake deadline and the rate;
 //! * **egress** ([`egress`]): the enclave's own connections to host vsock ports arrive at one
 //!   listener per configured rule and are forwarded to that rule's destination only, as
-//!   frames or as TLS records.
+//!   frames, as TLS records, or as OTLP/HTTP requests to a collector ([`http`]).
 //!
 //! Every connection runs in its own task under three connection limits (per listener, per
 //! peer, proxy-wide), a handshake deadline, an idle timeout and two request-rate buckets
@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod egress;
+pub mod http;
 pub mod inbound;
 pub mod limits;
 pub mod metrics;
@@ -82,6 +83,9 @@ pub struct ProxyConfig {
     pub egress: Vec<EgressRule>,
     /// Allowlisted destinations carried as TLS records (mutually attested kernel links).
     pub egress_tls: Vec<EgressRule>,
+    /// Allowlisted destinations carried as HTTP/1.1 OTLP exports (an OpenTelemetry
+    /// collector's OTLP/HTTP port).
+    pub egress_http: Vec<EgressRule>,
     /// Names of egress ports (verifier, otlp, peer-k2), for logs.
     pub egress_names: BTreeMap<VsockPort, String>,
     /// Methods frame clients may call.
@@ -104,6 +108,7 @@ impl ProxyConfig {
             tls: None,
             egress: Vec::new(),
             egress_tls: Vec::new(),
+            egress_http: Vec::new(),
             egress_names: BTreeMap::new(),
             allow: Allowlist::default(),
             limits: Limits::default(),
@@ -335,6 +340,7 @@ impl ProxyHandle {
 enum Carry {
     Frames,
     Records,
+    Http,
 }
 
 /// An egress listener ready to serve.
@@ -374,7 +380,12 @@ impl Proxy {
             return Err(ProxyError::NoConnections);
         }
         let mut ports = BTreeSet::new();
-        for rule in config.egress.iter().chain(&config.egress_tls) {
+        for rule in config
+            .egress
+            .iter()
+            .chain(&config.egress_tls)
+            .chain(&config.egress_http)
+        {
             if !ports.insert(rule.port) {
                 return Err(ProxyError::DuplicateEgressPort(rule.port));
             }
@@ -391,9 +402,12 @@ impl Proxy {
             Some(at) => Some(bind(at, "metrics").await?),
             None => None,
         };
-        let mut egress = Vec::with_capacity(config.egress.len() + config.egress_tls.len());
+        let mut egress = Vec::with_capacity(
+            config.egress.len() + config.egress_tls.len() + config.egress_http.len(),
+        );
         let rules = (config.egress.iter().map(|r| (r, Carry::Frames)))
-            .chain(config.egress_tls.iter().map(|r| (r, Carry::Records)));
+            .chain(config.egress_tls.iter().map(|r| (r, Carry::Records)))
+            .chain(config.egress_http.iter().map(|r| (r, Carry::Http)));
         for (rule, carry) in rules {
             let (at, expect_cid) = egress::guest_side_listener(&config.enclave, rule.port)
                 .ok_or_else(|| ProxyError::EgressNeedsVsock(config.enclave.to_string()))?;
@@ -545,6 +559,15 @@ impl Proxy {
                         relay::serve(conn, admitted, Arc::clone(&s), Arc::clone(&destination))
                     },
                 )),
+                Carry::Http => tasks.spawn(accept_loop(
+                    e.listener,
+                    egress_site,
+                    e.expect_cid,
+                    None,
+                    move |conn, admitted| {
+                        http::serve_guest(conn, admitted, Arc::clone(&s), Arc::clone(&destination))
+                    },
+                )),
             };
         }
         if let Some(listener) = metrics_listener {
@@ -557,7 +580,7 @@ impl Proxy {
             listen = %config.listen,
             enclave = %config.enclave,
             tls = config.tls.is_some(),
-            egress = config.egress.len() + config.egress_tls.len(),
+            egress = config.egress.len() + config.egress_tls.len() + config.egress_http.len(),
             "proxy serving"
         );
         shutdown.await;

@@ -406,6 +406,9 @@ pub struct Options {
     pub catalog_publishers: Vec<[u8; 32]>,
     /// The kernels' session-block and anchoring settings (issue 4).
     pub gar: enclave::GarConfig,
+    /// An OTLP route (KEE-1 P6): the kernels export spans to this host vsock port, and each
+    /// proxy carries it (`carry = "http"`) to this collector endpoint.
+    pub otlp: Option<(u32, Endpoint)>,
 }
 
 impl Default for Options {
@@ -429,6 +432,7 @@ impl Default for Options {
             event_log: false,
             catalog_publishers: Vec::new(),
             gar: enclave::GarConfig::default(),
+            otlp: None,
         }
     }
 }
@@ -545,6 +549,12 @@ impl Cluster {
                 },
             );
             pc.egress = egress;
+            if let Some((port, collector)) = &opts.otlp {
+                pc.egress_http.push(EgressRule {
+                    port: host::transport::VsockPort(*port),
+                    destination: collector.clone(),
+                });
+            }
             let proxy = Proxy::bind(pc).await.unwrap();
             let handle = proxy.handle();
             let mut stop = rx.clone();
@@ -597,6 +607,7 @@ impl Cluster {
                 catalog_publishers: opts.catalog_publishers.clone(),
                 catalog_threshold: 2,
                 gpus: false,
+                otlp_port: opts.otlp.as_ref().map(|(port, _)| *port),
             };
             let (node_stop, node_rx) = tokio::sync::watch::channel(false);
             let kernel = spawn_kernel(&cfg, opts.reattest, opts.gar, rx.clone(), node_rx);
