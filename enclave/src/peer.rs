@@ -382,27 +382,7 @@ pub async fn initiate(k: &Arc<Kernel>, p: &PeerTransactionParams) -> Response {
             "audit log unavailable; the transaction must not proceed",
         );
     };
-    {
-        let mut span = k
-            .otel
-            .span(crate::otel::names::PEER_TRANSACTION, PEER_SESSION);
-        span.set_attr("soos.peer.role", "initiator");
-        span.set_attr("soos.peer.peer", responder.to_string());
-        span.set_attr("soos.peer.ptxn_id", ptr.ptxn_id.clone());
-        span.set_u64("soos.gar.ale_seq", ale_seq);
-    }
-    if let Ok(mut t) = k.peer.txns.lock() {
-        if t.len() < MAX_PEER_STATE {
-            t.insert(
-                ptr.ptxn_id.clone(),
-                Txn {
-                    role: Role::Initiator,
-                    peer: responder.to_string(),
-                    completed: false,
-                },
-            );
-        }
-    }
+    opened(k, &ptr.ptxn_id, Role::Initiator, responder, ale_seq);
     Response::PeerRecord(Box::new(PeerRecordInfo {
         ptxn_id: ptr.ptxn_id,
         ptr: ptr_bytes,
@@ -620,27 +600,7 @@ pub async fn on_commit(k: &Arc<Kernel>, p: &PeerCommitParams) -> Response {
             "audit log unavailable; ptr not countersigned",
         );
     };
-    {
-        let mut span = k
-            .otel
-            .span(crate::otel::names::PEER_TRANSACTION, PEER_SESSION);
-        span.set_attr("soos.peer.role", "responder");
-        span.set_attr("soos.peer.peer", initiator.to_string());
-        span.set_attr("soos.peer.ptxn_id", ptr.ptxn_id.clone());
-        span.set_u64("soos.gar.ale_seq", ale_seq);
-    }
-    if let Ok(mut t) = k.peer.txns.lock() {
-        if t.len() < MAX_PEER_STATE {
-            t.insert(
-                ptr.ptxn_id.clone(),
-                Txn {
-                    role: Role::Responder,
-                    peer: initiator.to_string(),
-                    completed: false,
-                },
-            );
-        }
-    }
+    opened(k, &ptr.ptxn_id, Role::Responder, initiator, ale_seq);
     Response::PeerRecord(Box::new(PeerRecordInfo {
         ptxn_id: ptr.ptxn_id,
         ptr: p.ptr.clone(),
@@ -649,6 +609,36 @@ pub async fn on_commit(k: &Arc<Kernel>, p: &PeerCommitParams) -> Response {
         responder_result: credential,
         ale_seq,
     }))
+}
+
+/// A PTR is recorded on this side: its span, and the transaction open for completion.
+fn opened(k: &Kernel, ptxn_id: &str, role: Role, peer: &str, ale_seq: u64) {
+    let mut span = k
+        .otel
+        .span(crate::otel::names::PEER_TRANSACTION, PEER_SESSION);
+    span.set_attr(
+        "soos.peer.role",
+        if role == Role::Initiator {
+            "initiator"
+        } else {
+            "responder"
+        },
+    );
+    span.set_attr("soos.peer.peer", peer.to_string());
+    span.set_attr("soos.peer.ptxn_id", ptxn_id.to_string());
+    span.set_u64("soos.gar.ale_seq", ale_seq);
+    if let Ok(mut t) = k.peer.txns.lock() {
+        if t.len() < MAX_PEER_STATE {
+            t.insert(
+                ptxn_id.to_string(),
+                Txn {
+                    role,
+                    peer: peer.to_string(),
+                    completed: false,
+                },
+            );
+        }
+    }
 }
 
 fn open_txn(k: &Kernel, ptxn_id: &str, role: Role) -> Result<String, String> {
