@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 /// Most ALEs committed in one transaction.
-pub const MAX_GROUP: usize = 256;
+pub const MAX_GROUP: usize = 4096;
 /// Hash of "no previous event".
 pub const GENESIS_HASH: [u8; 32] = attestation::gar::GENESIS_HASH;
 
