@@ -57,8 +57,19 @@ pub struct Swtpm {
     _dir: tempfile::TempDir,
 }
 
+/// Serialises swtpm start-up in this process: between finding a free port pair and swtpm
+/// binding it, a second start could pick the same pair; its swtpm then fails to bind, but a
+/// connect to the port succeeds (to the *first* swtpm), and two kernels end up sharing one
+/// TPM. swtpm serves one connection at a time, so one of them waits forever in `booting`.
+static SWTPM_START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Swtpm {
     pub fn start() -> Self {
+        let _one_at_a_time = SWTPM_START.lock().unwrap_or_else(|e| e.into_inner());
+        Self::start_locked()
+    }
+
+    fn start_locked() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for _ in 0..50 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -91,7 +102,13 @@ impl Swtpm {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return s;
+                    // The port answers, but maybe another process's swtpm holds it and ours
+                    // is exiting for want of it: ours must still be alive a moment later.
+                    std::thread::sleep(Duration::from_millis(100));
+                    if matches!(s.child.try_wait(), Ok(None)) {
+                        return s;
+                    }
+                    break;
                 }
                 if let Ok(Some(_)) = s.child.try_wait() {
                     break;
@@ -101,7 +118,7 @@ impl Swtpm {
             let _ = s.child.kill();
             let _ = s.child.wait();
             s._dir = tempfile::tempdir().unwrap();
-            return Swtpm::start();
+            return Swtpm::start_locked();
         }
         panic!("no free port pair for swtpm");
     }
