@@ -19,6 +19,7 @@ pub mod dkg;
 pub mod frost;
 pub mod gar;
 pub mod kernel;
+pub mod peer_link;
 pub mod pid1;
 pub mod reattest;
 pub mod repair;

@@ -71,6 +71,7 @@ pub struct Gate {
     own_failure: Option<String>,
     revoked_peers: BTreeSet<String>,
     credential: Option<Vec<u8>>,
+    evidence: Option<attested_tls::Evidence>,
     last_verdict: Option<Result<(), String>>,
 }
 
@@ -83,6 +84,7 @@ impl Default for Gate {
             own_failure: None,
             revoked_peers: BTreeSet::new(),
             credential: None,
+            evidence: None,
             last_verdict: None,
         }
     }
@@ -161,6 +163,21 @@ impl Gate {
     /// The latest affirming result about this kernel (what it presents to peers).
     pub fn credential(&self) -> Option<Vec<u8>> {
         self.credential.clone()
+    }
+
+    /// The latest affirming bundle and result about this kernel, together: what its attested
+    /// TLS certificate carries (to clients and, as server or client certificate, to peers).
+    pub fn evidence(&self) -> Option<attested_tls::Evidence> {
+        self.evidence.clone()
+    }
+
+    /// An affirming appraisal of `bundle`, signed as `result`, is this kernel's newest:
+    /// at boot, for a key ceremony before the share is unsealed, or answering a challenge.
+    pub fn set_evidence(&mut self, bundle: &[u8], result: &[u8]) {
+        self.evidence = Some(attested_tls::Evidence {
+            bundle: bundle.to_vec(),
+            result: result.to_vec(),
+        });
     }
 
     /// Records the verdict at `now`; returns it when it differs from the last one recorded.
@@ -313,7 +330,9 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
             return Ok(());
         }
     };
-    let req = VerifierRequest::Appraise { bundle };
+    let req = VerifierRequest::Appraise {
+        bundle: bundle.clone(),
+    };
     let resp = tokio::time::timeout(
         Duration::from_millis(APPRAISE_TIMEOUT_MS),
         call::<_, VerifierResponse>(conn, &req),
@@ -339,7 +358,12 @@ async fn answer(k: &Arc<Kernel>, conn: &mut dyn Stream, ch: &Challenge) -> Resul
             } else {
                 claims.status.as_str()
             };
-            k.with_gate(|g| g.own_appraisal(affirming, &reasons.join("; "), result));
+            k.with_gate(|g| {
+                if affirming {
+                    g.set_evidence(&bundle, &result);
+                }
+                g.own_appraisal(affirming, &reasons.join("; "), result);
+            });
             if !affirming {
                 k.audit_attestation(
                     "challenge_failed",

@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     Launch(LaunchArgs),
     Ps(PsArgs),
     Stop(StopArgs),
@@ -61,7 +61,7 @@ enum Command {
     after_help = "Examples:\n  host proxy --listen unix:/run/k1/public.sock \\\n    \
     --enclave hybrid:/run/k1/enclave.sock:5000 \\\n    \
     --listen-tls unix:/run/k1/tls.sock --enclave-tls hybrid:/run/k1/enclave.sock:5443 \\\n    \
-    --egress 5100=tcp:127.0.0.1:7000 --egress 5201=unix:/run/k2/public.sock \\\n    \
+    --egress 5100=tcp:127.0.0.1:7000 --egress-tls 5201=unix:/run/k2/tls.sock \\\n    \
     --metrics-listen tcp:127.0.0.1:9464 --metrics-file /run/k1/metrics.json\n  \
     host proxy --config /etc/enclave/k1-proxy.toml"
 )]
@@ -69,7 +69,7 @@ struct ProxyArgs {
     /// Read routes, egress allowlist and limits from this TOML file (the other route and
     /// limit options may not be combined with it).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "allow", "max_connections",
+        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "egress_tls", "allow", "max_connections",
         "max_connections_total", "max_connections_per_peer", "idle_timeout_ms",
         "handshake_timeout_ms", "requests_per_second", "request_burst",
         "peer_requests_per_second", "peer_request_burst", "max_frame_bytes", "max_record_bytes",
@@ -93,8 +93,14 @@ struct ProxyArgs {
     /// 5100=dns:verifier.internal:7000). Repeatable.
     #[arg(long = "egress", value_name = "PORT=ENDPOINT")]
     egress: Vec<EgressRule>,
+    /// An allowlisted destination carried as TLS records, not frames: a peer kernel's TLS
+    /// route, for the mutually attested kernel-to-kernel link (e.g.
+    /// 5201=unix:/run/k2/tls.sock). Repeatable.
+    #[arg(long = "egress-tls", value_name = "PORT=ENDPOINT")]
+    egress_tls: Vec<EgressRule>,
     /// A method frame clients may call. Repeatable; when given, replaces the default list
-    /// (health, manifest, evaluate, sign_digest, frost_commit, frost_sign).
+    /// (health, manifest, evaluate, sign_digest, catalog_update; peer-kernel methods travel
+    /// only over attested TLS).
     #[arg(long = "allow", value_name = "METHOD")]
     allow: Vec<String>,
     /// Connections served at once per listener; more are refused (busy).
@@ -273,7 +279,7 @@ fn main() -> Result<()> {
         )
         .init();
     match cli.command {
-        Command::Proxy(args) => proxy(args),
+        Command::Proxy(args) => proxy(*args),
         Command::Launch(args) => launch(args),
         Command::Ps(args) => ps(args),
         Command::Stop(args) => stop(args),
@@ -296,6 +302,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig> {
             config.tls = Some(TlsRoute { listen, enclave });
         }
         config.egress = args.egress.clone();
+        config.egress_tls = args.egress_tls.clone();
         config.limits = Limits {
             max_connections: args.max_connections,
             max_connections_total: args.max_connections_total,

@@ -16,18 +16,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use wire::msg::{method, ErrorCode, RequestHead, Response};
 
-/// Methods a client may call by default. `frost_commit`, `frost_sign`, `dkg_round1` and
-/// `dkg_round2` are peer-kernel calls; the enclave itself authenticates them (attestation
-/// result and AK signature).
+/// Methods a client may call by default. The peer-kernel calls (`frost_commit`,
+/// `frost_sign`, `dkg_round1`, `dkg_round2`) are not among them: kernels exchange them only
+/// inside mutually attested TLS sessions (carried as records, never as frames), and the
+/// enclave refuses them in plaintext anyway.
 pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::HEALTH,
     method::MANIFEST,
     method::EVALUATE,
     method::SIGN_DIGEST,
-    method::FROST_COMMIT,
-    method::FROST_SIGN,
-    method::DKG_ROUND1,
-    method::DKG_ROUND2,
     method::CATALOG_UPDATE,
 ];
 
@@ -215,6 +212,15 @@ mod tests {
             assert!(a.permits(m));
         }
         assert!(!a.permits("shutdown"));
+        // Peer-kernel methods travel only over attested TLS, never as frames.
+        for m in [
+            method::FROST_COMMIT,
+            method::FROST_SIGN,
+            method::DKG_ROUND1,
+            method::DKG_ROUND2,
+        ] {
+            assert!(!a.permits(m), "{m}");
+        }
         assert!(!a.permits(""));
         assert!(!a.permits("HEALTH"));
     }
