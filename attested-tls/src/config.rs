@@ -16,19 +16,45 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Which clients a server lets in.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Anyone (the client authenticates the server only).
+    None,
+    /// Anyone without a certificate; a client that presents one must pass the policy
+    /// (governance clients and peer kernels on one port).
+    Optional(PeerPolicy),
+    /// Only clients presenting an attested certificate that passes the policy.
+    Required(PeerPolicy),
+}
+
 /// A server presenting `resolver`'s attested certificate; with `clients`, every client must
 /// present an attested certificate passing that policy (kernel-to-kernel links).
 pub fn server_config<S: EvidenceSource + 'static>(
     resolver: Arc<AttestedCertResolver<S>>,
     clients: Option<PeerPolicy>,
 ) -> Result<ServerConfig, rustls::Error> {
+    server_config_with(
+        resolver,
+        clients.map_or(ClientAuth::None, ClientAuth::Required),
+    )
+}
+
+/// A server presenting `resolver`'s attested certificate to clients admitted by `clients`.
+pub fn server_config_with<S: EvidenceSource + 'static>(
+    resolver: Arc<AttestedCertResolver<S>>,
+    clients: ClientAuth,
+) -> Result<ServerConfig, rustls::Error> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let builder = match clients {
-        Some(policy) => {
+        ClientAuth::Required(policy) => {
             builder.with_client_cert_verifier(Arc::new(AttestedClientVerifier::new(policy)))
         }
-        None => builder.with_no_client_auth(),
+        ClientAuth::Optional(policy) => {
+            builder.with_client_cert_verifier(Arc::new(AttestedClientVerifier::optional(policy)))
+        }
+        ClientAuth::None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

@@ -44,9 +44,11 @@ pub mod signer;
 pub mod verify;
 
 pub use cert::{AttestedCertResolver, Evidence, EvidenceSource};
-pub use config::{client_config, server_config, SERVER_NAME};
+pub use config::{client_config, server_config, server_config_with, ClientAuth, SERVER_NAME};
 pub use signer::AttestationSigner;
-pub use verify::{AttestedClientVerifier, AttestedPeer, AttestedServerVerifier, PeerPolicy};
+pub use verify::{
+    AttestedClientVerifier, AttestedPeer, AttestedServerVerifier, PeerCheck, PeerPolicy,
+};
 
 use attestation::bundle::BundleError;
 use attestation::result::ResultError;
@@ -131,6 +133,9 @@ pub enum AttestedTlsError {
         /// Non-affirming claims.
         reasons: String,
     },
+    /// "peer refused: {0}" (the relying party's own check, [`verify::PeerPolicy::check`]).
+    #[error("peer refused: {0}")]
+    Refused(String),
     /// "could not sign with the attestation key".
     #[error("could not sign with the attestation key")]
     Sign,

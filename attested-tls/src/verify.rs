@@ -24,12 +24,32 @@ use std::sync::Arc;
 pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
 
 /// What a relying party accepts.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PeerPolicy {
     verifier_public_key: Vec<u8>,
     allowed_levels: Vec<Level>,
     kernel_ids: Option<BTreeSet<String>>,
     appraisal: Option<AppraisalPolicy>,
+    check: Option<Arc<PeerCheck>>,
+}
+
+/// A relying party's own last check of a peer that passed every other one (e.g. "not
+/// revoked by the verifier's feed"); the error says why the peer is refused.
+pub type PeerCheck = dyn Fn(&AttestedPeer) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for PeerPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerPolicy")
+            .field(
+                "verifier_public_key",
+                &hex::encode(&self.verifier_public_key),
+            )
+            .field("allowed_levels", &self.allowed_levels)
+            .field("kernel_ids", &self.kernel_ids)
+            .field("appraisal", &self.appraisal.is_some())
+            .field("check", &self.check.is_some())
+            .finish()
+    }
 }
 
 impl PeerPolicy {
@@ -45,7 +65,18 @@ impl PeerPolicy {
             allowed_levels: allowed_levels.into_iter().collect(),
             kernel_ids: None,
             appraisal: None,
+            check: None,
         }
+    }
+
+    /// Runs `check` last, on a peer that passed every other check (a revocation list, a
+    /// ceremony's membership); its error refuses the peer as [`AttestedTlsError::Refused`].
+    pub fn check(
+        mut self,
+        check: impl Fn(&AttestedPeer) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.check = Some(Arc::new(check));
+        self
     }
 
     /// Accepts only these kernel ids.
@@ -169,13 +200,17 @@ pub fn verify_certificate(
             });
         }
     }
-    Ok(AttestedPeer {
+    let peer = AttestedPeer {
         kernel_id: result.kernel_id.clone(),
         level: result.level,
         public_key: parsed.public_key,
         bundle_digest: *bundle.digest(),
         result,
-    })
+    };
+    if let Some(check) = &policy.check {
+        check(&peer).map_err(AttestedTlsError::Refused)?;
+    }
+    Ok(peer)
 }
 
 /// Verifies the peer of an established connection again and returns who it is (call with
@@ -228,18 +263,48 @@ fn no_tls12() -> rustls::Error {
     rustls::Error::General("attested tls is tls 1.3 only".into())
 }
 
+/// What both rustls verifiers share: the appraisal of the end-entity certificate under one
+/// policy, and the TLS 1.3 `CertificateVerify` check under the same key.
+#[derive(Debug)]
+struct Appraiser {
+    policy: PeerPolicy,
+}
+
+impl Appraiser {
+    fn appraise(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        verify_certificate(end_entity, &self.policy, unix_ms(now))
+            .map(|_| ())
+            .map_err(refuse)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(message, cert, dss)
+    }
+
+    fn schemes() -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
 /// A rustls server-certificate verifier that appraises the attestation in the certificate
 /// instead of building a CA chain. The server name is not checked: identity is the kernel
 /// id in the verified evidence (restrict it with [`PeerPolicy::kernels`]).
 #[derive(Debug)]
-pub struct AttestedServerVerifier {
-    policy: PeerPolicy,
-}
+pub struct AttestedServerVerifier(Appraiser);
 
 impl AttestedServerVerifier {
     /// A verifier enforcing `policy`.
     pub fn new(policy: PeerPolicy) -> Self {
-        Self { policy }
+        Self(Appraiser { policy })
     }
 }
 
@@ -252,9 +317,9 @@ impl ServerCertVerifier for AttestedServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        verify_certificate(end_entity, &self.policy, unix_ms(now))
-            .map(|_| ServerCertVerified::assertion())
-            .map_err(refuse)
+        self.0
+            .appraise(end_entity, now)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -272,25 +337,42 @@ impl ServerCertVerifier for AttestedServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss)
+        self.0.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+        Appraiser::schemes()
     }
 }
 
-/// A rustls client-certificate verifier for mutually attested links: the client must
-/// present an attested certificate that passes `policy`.
+/// A rustls client-certificate verifier for mutually attested links: a client certificate
+/// must be attested and pass `policy`. [`AttestedClientVerifier::new`] requires one;
+/// [`AttestedClientVerifier::optional`] lets clients without a certificate in (governance
+/// clients), while one that presents a certificate that does not appraise is refused in the
+/// handshake all the same.
 #[derive(Debug)]
 pub struct AttestedClientVerifier {
-    policy: PeerPolicy,
+    appraiser: Appraiser,
+    mandatory: bool,
 }
 
 impl AttestedClientVerifier {
-    /// A verifier enforcing `policy` on clients.
+    /// A verifier enforcing `policy` on clients, every one of which must present a
+    /// certificate.
     pub fn new(policy: PeerPolicy) -> Self {
-        Self { policy }
+        Self {
+            appraiser: Appraiser { policy },
+            mandatory: true,
+        }
+    }
+
+    /// A verifier enforcing `policy` on the clients that present a certificate; the others
+    /// are anonymous (the server decides what they may do).
+    pub fn optional(policy: PeerPolicy) -> Self {
+        Self {
+            appraiser: Appraiser { policy },
+            mandatory: false,
+        }
     }
 }
 
@@ -305,9 +387,9 @@ impl ClientCertVerifier for AttestedClientVerifier {
         _intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        verify_certificate(end_entity, &self.policy, unix_ms(now))
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(refuse)
+        self.appraiser
+            .appraise(end_entity, now)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -325,14 +407,14 @@ impl ClientCertVerifier for AttestedClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(message, cert, dss)
+        self.appraiser.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+        Appraiser::schemes()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 }

@@ -332,3 +332,66 @@ async fn kernels_authenticate_each_other_mutually() {
     let (s, _) = handshake(server(), anonymous).await;
     assert!(s.is_err());
 }
+
+#[tokio::test]
+async fn optional_client_auth_admits_anonymous_clients_but_appraises_presented_certificates() {
+    use attested_tls::{server_config_with, ClientAuth};
+    let v = verifier();
+    let k1 = attest("k1", &v, |_| {});
+    let k2 = attest("k2", &v, |_| {});
+    let rogue = attest("k2", &verifier(), |_| {});
+    // k1 takes governance clients without a certificate and peer k2 with one; the relying
+    // party's own last check refuses k3 as if the verifier's feed had revoked it.
+    let peers = policy(&v).check(|p| match p.kernel_id() {
+        "k3" => Err("`k3` is revoked by the verifier".into()),
+        _ => Ok(()),
+    });
+    let server = || server_config_with(resolver(&k1), ClientAuth::Optional(peers.clone())).unwrap();
+    let as_client = |a: &Attested| {
+        client_config(
+            policy(&v).kernels(["k1"]),
+            Some(resolver(a) as Arc<dyn rustls::client::ResolvesClientCert>),
+        )
+        .unwrap()
+    };
+    // Anonymous: admitted, and the server sees no client certificate.
+    let (s, c) = handshake(server(), client_config(policy(&v), None).unwrap()).await;
+    s.unwrap();
+    assert_eq!(c.unwrap(), b"pong");
+    // An attested peer: admitted.
+    let (s, c) = handshake(server(), as_client(&k2)).await;
+    s.unwrap();
+    assert_eq!(c.unwrap(), b"pong");
+    // A certificate whose result another verifier signed: refused, not let in anonymously.
+    let (s, c) = handshake(server(), as_client(&rogue)).await;
+    assert!(s.unwrap_err().contains("BadSignature"));
+    assert!(c.is_err());
+    // An attested kernel the relying party's own check refuses.
+    let k3 = attest("k3", &v, |_| {});
+    let (s, _) = handshake(server(), as_client(&k3)).await;
+    let e = s.unwrap_err();
+    assert!(e.contains("Refused") && e.contains("revoked"), "{e}");
+}
+
+#[test]
+fn the_relying_partys_own_check_runs_last_and_names_itself() {
+    let v = verifier();
+    let k2 = attest("k2", &v, |_| {});
+    let der = build_certificate(k2.ak.as_ref(), &k2.evidence, "k2").unwrap();
+    let now = attestation::now_ms();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let logging = |p: PeerPolicy| {
+        let log = Arc::clone(&seen);
+        p.check(move |peer| {
+            log.lock().unwrap().push(peer.kernel_id().to_owned());
+            Err("not in this ceremony".into())
+        })
+    };
+    let e = verify_certificate(&der, &logging(policy(&v)), now).unwrap_err();
+    assert_eq!(e.to_string(), "peer refused: not in this ceremony");
+    assert_eq!(*seen.lock().unwrap(), ["k2"]);
+    // A certificate that fails an earlier check (another verifier pinned) never reaches it.
+    let e = verify_certificate(&der, &logging(policy(&verifier())), now).unwrap_err();
+    assert!(matches!(e, AttestedTlsError::Result(_)), "{e}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

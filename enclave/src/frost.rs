@@ -6,8 +6,10 @@
 //! OS CSPRNG per operation and never reuses them (a pending session is single use and
 //! expires). Fewer than t signers = nothing is signed (quorum loss fails closed).
 //!
-//! Peer calls are authenticated: the caller presents its verifier-signed attestation result
-//! and signs the request with the attestation key that result names.
+//! Peer calls travel only inside mutually attested TLS sessions ([`crate::peer_link`]) and
+//! are authenticated again per request: the caller presents its verifier-signed attestation
+//! result and signs the request with the attestation key that result names, which must be
+//! the TLS peer's.
 //!
 //! Attestation precedence (ron-kms K-G6): every signing entry point passes
 //! [`Kernel::signing_gate`] first, so a kernel whose attestation is failing, revoked or
@@ -578,7 +580,7 @@ pub const POOL_PER_PEER: usize = 32;
 /// once more on a fresh one.
 /// The answer is whatever the peer said; the caller judges it.
 pub(crate) async fn peer_call(
-    k: &Kernel,
+    k: &Arc<Kernel>,
     port: u32,
     req: &Request,
     timeout: Duration,
@@ -598,12 +600,8 @@ pub(crate) async fn peer_call(
                 Err(_) => {}
             }
         }
-        let mut s = k
-            .cfg
-            .vsock
-            .dial(port)
-            .await
-            .map_err(|e| crate::boot::error_chain(&e))?;
+        // Mutually attested TLS to the peer (crate::peer_link): nothing in the clear.
+        let mut s = crate::peer_link::dial(k, port).await?;
         let r = call::<_, Response>(s.as_mut(), req)
             .await
             .map_err(|e| crate::boot::error_chain(&e))?;

@@ -303,6 +303,7 @@ impl Kernel {
                     &plan,
                 )
                 .await?;
+                self.with_gate(|g| g.set_evidence(&r.bundle, &r.result)); // peer TLS identity
                 let (kp, pp) = crate::dkg::run(self, &plan, &r.result, None).await?;
                 boot::write_sealed(&self.cfg, &r.wrap_key, &plan, &kp, &pp)?;
             }
@@ -315,6 +316,7 @@ impl Kernel {
                     )),
                 );
                 let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                self.with_gate(|g| g.set_evidence(&u.bundle, &u.result)); // peer TLS identity
                 let old = (u.key_package.clone(), u.public_package.clone());
                 let (kp, pp) = crate::dkg::run(self, &plan, &u.result, Some(old)).await?;
                 boot::write_sealed(&self.cfg, &u.wrap_key, &plan, &kp, &pp)?;
@@ -335,6 +337,7 @@ impl Kernel {
                     &plan,
                 )
                 .await?;
+                self.with_gate(|g| g.set_evidence(&r.bundle, &r.result)); // peer TLS identity
                 let (kp, pp) = crate::repair::repair(self, &plan, &r.result, None)
                     .await?
                     .ok_or_else(|| BootError::Other("repair gave no share".into()))?;
@@ -349,6 +352,7 @@ impl Kernel {
                     )),
                 );
                 let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                self.with_gate(|g| g.set_evidence(&u.bundle, &u.result)); // peer TLS identity
                 let mine = (u.key_package.clone(), u.public_package.clone());
                 crate::repair::repair(self, &plan, &u.result, Some(mine)).await?;
                 // Same share, marked as having taken part in this plan.
@@ -379,6 +383,7 @@ impl Kernel {
                 Ok(unsealed) => {
                     let status = unsealed.result_claims.status.as_str().to_string();
                     let result = unsealed.result.clone();
+                    self.with_gate(|g| g.set_evidence(&unsealed.bundle, &result));
                     if let Ok(mut u) = self.unsealed.write() {
                         *u = Some(Arc::new(RwLock::new(unsealed)));
                     }
@@ -926,7 +931,8 @@ impl Kernel {
                         Ok(Err(_)) | Err(_) => return,
                     };
                     let (resp, close) = match wire::decode::<Request>(&frame) {
-                        Ok(req) => (me.handle(req).await, false),
+                        // Peer methods come only over mutually attested TLS (peer_link).
+                        Ok(req) => (crate::peer_link::handle(&me, req, None).await, false),
                         Err(e) => (Response::error(ErrorCode::BadRequest, e.to_string()), true),
                     };
                     let Ok(bytes) = wire::encode(&resp) else {

@@ -22,6 +22,7 @@ pub mod gar;
 pub mod kernel;
 pub mod otel;
 pub mod peer;
+pub mod peer_link;
 pub mod pid1;
 pub mod reattest;
 pub mod repair;

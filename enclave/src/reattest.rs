@@ -76,6 +76,7 @@ pub struct Gate {
     revoked_kia_ids: BTreeSet<String>,
     revoked_xpids: BTreeSet<String>,
     credential: Option<Vec<u8>>,
+    evidence: Option<attested_tls::Evidence>,
     last_verdict: Option<Result<(), String>>,
 }
 
@@ -101,6 +102,7 @@ impl Default for Gate {
             revoked_kia_ids: BTreeSet::new(),
             revoked_xpids: BTreeSet::new(),
             credential: None,
+            evidence: None,
             last_verdict: None,
         }
     }
@@ -213,6 +215,21 @@ impl Gate {
     /// The latest affirming result about this kernel (what it presents to peers).
     pub fn credential(&self) -> Option<Vec<u8>> {
         self.credential.clone()
+    }
+
+    /// The latest affirming bundle and result about this kernel, together: what its attested
+    /// TLS certificate carries (to clients and, as server or client certificate, to peers).
+    pub fn evidence(&self) -> Option<attested_tls::Evidence> {
+        self.evidence.clone()
+    }
+
+    /// An affirming appraisal of `bundle`, signed as `result`, is this kernel's newest:
+    /// at boot, for a key ceremony before the share is unsealed, or answering a challenge.
+    pub fn set_evidence(&mut self, bundle: &[u8], result: &[u8]) {
+        self.evidence = Some(attested_tls::Evidence {
+            bundle: bundle.to_vec(),
+            result: result.to_vec(),
+        });
     }
 
     /// Records the verdict at `now`; returns it when it differs from the last one recorded.
@@ -383,7 +400,9 @@ async fn answer_challenge(
             return Ok(());
         }
     };
-    let req = VerifierRequest::Appraise { bundle };
+    let req = VerifierRequest::Appraise {
+        bundle: bundle.clone(),
+    };
     let resp = tokio::time::timeout(
         Duration::from_millis(APPRAISE_TIMEOUT_MS),
         call::<_, VerifierResponse>(conn, &req),
@@ -411,7 +430,12 @@ async fn answer_challenge(
             };
             span.set_attr("soos.attestation.status", status);
             span.set_hex("soos.attestation.bundle_digest", &digest);
-            k.with_gate(|g| g.own_appraisal(affirming, &reasons.join("; "), result));
+            k.with_gate(|g| {
+                if affirming {
+                    g.set_evidence(&bundle, &result);
+                }
+                g.own_appraisal(affirming, &reasons.join("; "), result);
+            });
             if !affirming {
                 k.audit_attestation(
                     "challenge_failed",

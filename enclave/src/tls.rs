@@ -7,18 +7,26 @@
 //! ciphertext, and a client that verifies the certificate with `attested_tls::PeerPolicy`
 //! knows it reached an appraised kernel before it sends a byte.
 //!
-//! No evidence, no certificate: until the kernel is unsealed (and after it halts) the
-//! handshake fails, closed. The certificate follows the kernel's current bundle and result
-//! ([`KernelEvidence`]), rebuilt when they change.
+//! No evidence, no certificate: until the kernel is attested (unsealed, or attested for a
+//! key ceremony it is running) and after it halts, the handshake fails, closed. The
+//! certificate follows the kernel's newest affirming bundle and result
+//! ([`crate::peer_link::KernelEvidence`]: re-attestation replaces them), rebuilt when they
+//! change.
+//!
+//! Client certificates are optional: a governance client presents none; a peer kernel
+//! presents its own attested certificate, appraised in the handshake under
+//! [`crate::peer_link::peer_policy`] (a certificate that does not appraise ends the
+//! handshake and is audited), and only such a peer may call peer methods
+//! ([`crate::peer_link::handle`]).
 
-use crate::kernel::{Kernel, IDLE_TIMEOUT_MS};
+use crate::kernel::{events, Kernel, IDLE_TIMEOUT_MS};
+use crate::peer_link::{certificate_refusal, peer_policy};
 use crate::transport::Stream;
-use attestation::ak::AkError;
-use attested_tls::{AttestationSigner, AttestedCertResolver, Evidence, EvidenceSource};
+use attested_tls::{ClientAuth, PeerPolicy};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wire::msg::{ErrorCode, KernelState, Request, Response};
+use wire::msg::{ErrorCode, Request, Response};
 
 /// vsock port of the attested TLS server (next to [`wire::hybrid::GOVERNANCE_PORT`]).
 pub const TLS_PORT: u32 = 5443;
@@ -27,47 +35,12 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// TLS connections served at once; more are closed at once.
 pub const MAX_TLS_CONNECTIONS: usize = 256;
 
-/// The kernel's current evidence: the bundle and result of its unsealed state, while it
-/// serves.
-#[derive(Debug)]
-struct KernelEvidence(Weak<Kernel>);
-
-impl EvidenceSource for KernelEvidence {
-    fn current(&self) -> Option<Evidence> {
-        let kernel = self.0.upgrade()?;
-        if kernel.health().state != KernelState::Serving {
-            return None;
-        }
-        let unsealed = kernel.unsealed()?;
-        let u = unsealed.read().ok()?;
-        Some(Evidence {
-            bundle: u.bundle.clone(),
-            result: u.result.clone(),
-        })
-    }
-}
-
-/// The kernel's attestation key, signing through the kernel.
-#[derive(Debug)]
-struct KernelAk {
-    kernel: Weak<Kernel>,
-    public: Vec<u8>,
-}
-
-impl AttestationSigner for KernelAk {
-    fn public_key(&self) -> &[u8] {
-        &self.public
-    }
-    fn sign_fixed(&self, msg: &[u8]) -> Result<Vec<u8>, AkError> {
-        self.kernel.upgrade().ok_or(AkError::Sign)?.ak.sign(msg)
-    }
-}
-
 /// The TLS side of [`Kernel::serve`]: accepts TLS on connections from [`TLS_PORT`].
 pub struct TlsServer {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     kernel: Weak<Kernel>,
     slots: Arc<Semaphore>,
+    peers: PeerPolicy,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -82,15 +55,12 @@ impl TlsServer {
     /// A server for `kernel`. If the TLS configuration cannot be built (a bug, not input),
     /// it is logged and every TLS connection is closed.
     pub fn new(kernel: &Arc<Kernel>) -> Self {
-        let signer = Arc::new(KernelAk {
-            kernel: Arc::downgrade(kernel),
-            public: kernel.ak.public_key().to_vec(),
-        });
-        let resolver = Arc::new(AttestedCertResolver::new(
-            KernelEvidence(Arc::downgrade(kernel)),
-            signer as Arc<dyn AttestationSigner>,
-        ));
-        let acceptor = match attested_tls::server_config(resolver, None) {
+        let peers = peer_policy(kernel);
+        let resolver = crate::peer_link::identity(kernel);
+        // Governance clients come without a certificate; a peer kernel presents its own,
+        // appraised in the handshake (crate::peer_link).
+        let auth = ClientAuth::Optional(peers.clone());
+        let acceptor = match attested_tls::server_config_with(resolver, auth) {
             Ok(config) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
             Err(e) => {
                 tracing::error!(error = %e, "attested tls unavailable");
@@ -101,6 +71,7 @@ impl TlsServer {
             acceptor,
             kernel: Arc::downgrade(kernel),
             slots: Arc::new(Semaphore::new(MAX_TLS_CONNECTIONS)),
+            peers,
         }
     }
 
@@ -113,8 +84,9 @@ impl TlsServer {
             return;
         };
         let kernel = Weak::clone(&self.kernel);
+        let peers = self.peers.clone();
         tokio::spawn(async move {
-            serve_connection(acceptor, kernel, stream).await;
+            serve_connection(acceptor, kernel, peers, stream).await;
             drop(permit);
         });
     }
@@ -123,6 +95,7 @@ impl TlsServer {
 async fn serve_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     kernel: Weak<Kernel>,
+    peers: PeerPolicy,
     stream: Box<dyn Stream>,
 ) {
     let handshake = tokio::time::timeout(
@@ -133,9 +106,28 @@ async fn serve_connection(
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "tls handshake failed");
+            // A client certificate that did not appraise: a peer kernel (or someone posing
+            // as one) refused, with the check that failed.
+            if let (Some(reason), Some(k)) = (certificate_refusal(&e), kernel.upgrade()) {
+                tracing::warn!(kernel = %k.cfg.kernel_id, %reason, "peer tls handshake refused");
+                k.audit_event(
+                    events::SIGNING,
+                    "peer_tls",
+                    &("refused", "tls_handshake", "", &reason),
+                )
+                .await;
+            }
             return;
         }
         Err(_) => return,
+    };
+    // The appraised client identity (a peer kernel), or `None` for a governance client.
+    let peer = match tls.get_ref().1.peer_certificates() {
+        None => None,
+        Some(certs) => match attested_tls::verify::peer_of(Some(certs), &peers) {
+            Ok(p) => Some(p),
+            Err(_) => return,
+        },
     };
     loop {
         let read = tokio::time::timeout(
@@ -149,7 +141,10 @@ async fn serve_connection(
             return;
         };
         let (resp, close) = match wire::decode::<Request>(&frame) {
-            Ok(req) => (k.handle(req).await, false),
+            Ok(req) => (
+                crate::peer_link::handle(&k, req, peer.as_ref()).await,
+                false,
+            ),
             Err(e) => (Response::error(ErrorCode::BadRequest, e.to_string()), true),
         };
         let Ok(bytes) = wire::encode(&resp) else {

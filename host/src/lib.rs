@@ -5,9 +5,11 @@
 //! Everything in this crate runs outside the trust boundary. The host launches one
 //! confidential VM per governance kernel and carries its traffic. What it cannot do is make
 //! a kernel unseal (the wrap key travels encrypted to the key in the kernel's signed bundle)
-//! or forge peer-kernel calls (the enclave checks their attestation results and signatures).
-//! On the TLS route, client governance calls are TLS from the client to a server inside the
-//! CVM whose certificate carries the kernel's attestation: the host sees only ciphertext.
+//! or read or forge peer-kernel calls (they travel inside mutually attested TLS sessions
+//! between the enclaves, carried as records by `egress_tls` routes, and the enclave checks
+//! their attestation results and signatures again). On the TLS route, client governance
+//! calls are TLS from the client to a server inside the CVM whose certificate carries the
+//! kernel's attestation: the host sees only ciphertext.
 //! (The frame route, plain CBOR whose methods the host can filter, remains for development
 //! and for health checks.) What this crate adds is *narrowness*:
 //!

@@ -61,7 +61,7 @@ enum Command {
     after_help = "Examples:\n  host proxy --listen unix:/run/k1/public.sock \\\n    \
     --enclave hybrid:/run/k1/enclave.sock:5000 \\\n    \
     --listen-tls unix:/run/k1/tls.sock --enclave-tls hybrid:/run/k1/enclave.sock:5443 \\\n    \
-    --egress 5100=tcp:127.0.0.1:7000 --egress 5201=unix:/run/k2/public.sock \\\n    \
+    --egress 5100=tcp:127.0.0.1:7000 --egress-tls 5201=unix:/run/k2/tls.sock \\\n    \
     --egress-http 5300=tcp:127.0.0.1:4318 \\\n    \
     --metrics-listen tcp:127.0.0.1:9464 --metrics-file /run/k1/metrics.json\n  \
     host proxy --config /etc/enclave/k1-proxy.toml"
@@ -70,8 +70,8 @@ struct ProxyArgs {
     /// Read routes, egress allowlist and limits from this TOML file (the other route and
     /// limit options may not be combined with it).
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "egress_http", "allow",
-        "max_connections",
+        "listen", "enclave", "listen_tls", "enclave_tls", "egress", "egress_tls", "egress_http",
+        "allow", "max_connections",
         "max_connections_total", "max_connections_per_peer", "idle_timeout_ms",
         "handshake_timeout_ms", "requests_per_second", "request_burst",
         "peer_requests_per_second", "peer_request_burst", "max_frame_bytes", "max_record_bytes",
@@ -100,8 +100,14 @@ struct ProxyArgs {
     /// (e.g. 5300=tcp:10.0.0.9:4318). Repeatable.
     #[arg(long = "egress-http", value_name = "PORT=ENDPOINT")]
     egress_http: Vec<EgressRule>,
+    /// An allowlisted destination carried as TLS records, not frames: a peer kernel's TLS
+    /// route, for the mutually attested kernel-to-kernel link (e.g.
+    /// 5201=unix:/run/k2/tls.sock). Repeatable.
+    #[arg(long = "egress-tls", value_name = "PORT=ENDPOINT")]
+    egress_tls: Vec<EgressRule>,
     /// A method frame clients may call. Repeatable; when given, replaces the default list
-    /// (health, manifest, evaluate, sign_digest, frost_commit, frost_sign).
+    /// (health, manifest, evaluate, sign_digest, catalog_update; peer-kernel methods travel
+    /// only over attested TLS).
     #[arg(long = "allow", value_name = "METHOD")]
     allow: Vec<String>,
     /// Connections served at once per listener; more are refused (busy).
@@ -304,6 +310,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig> {
         }
         config.egress = args.egress.clone();
         config.egress_http = args.egress_http.clone();
+        config.egress_tls = args.egress_tls.clone();
         config.limits = Limits {
             max_connections: args.max_connections,
             max_connections_total: args.max_connections_total,

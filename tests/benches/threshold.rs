@@ -3,7 +3,8 @@
 //! * `frost_2of3_signs_per_s` — `sign_digest` end to end with the three kernels in one
 //!   process (the e2e harness: verifier service, one host proxy per kernel on Unix sockets,
 //!   hybrid vsock), the group key made by the kernels' DKG: client → proxy → coordinator →
-//!   (peer commit, peer share: each through both proxies) → aggregate → Ed25519 verify →
+//!   (peer commit, peer share: each over mutually attested TLS through both proxies, on
+//!   pooled sessions) → aggregate → Ed25519 verify →
 //!   audit ALE → back. 16 concurrent clients spread over the three coordinators. Peer: the
 //!   KEE-2 performance wall W2 (100 signatures/s); the goal is 10x.
 //! * `frost_2of3_signs_p50_ms` / `_p99_ms` — per-call latency of that run.
@@ -15,6 +16,10 @@
 //!   figure that does not depend on how busy the shared machine is.
 //! * `frost_2of3_crypto_signs_per_s` — the FROST arithmetic alone on one core (round 1,
 //!   round 2 for two signers, aggregate, verify), what the kernels add on top of it.
+//! * `peer_tls_handshake_ms` — median of 50 mutually attested TLS handshakes of a peer
+//!   (a verifier-appraised `k3` identity) with k1 through k1's proxy, both certificates
+//!   appraised, up to the first answer; `peer_tls_health_rtt_ms` — one `health` round trip
+//!   on an open session (subtract it from the first to get the handshake alone).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -27,6 +32,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/tls/mod.rs"]
+mod tls;
 
 use common::*;
 use frost_ed25519 as frost;
@@ -143,7 +150,7 @@ async fn load(sockets: &[PathBuf], group: &[u8], pids: &[u32]) -> Run {
     }
 }
 
-async fn in_process() -> Run {
+async fn in_process() -> (Run, (f64, f64)) {
     let c = Cluster::start(Options {
         with_tpm: false,
         dkg: true,
@@ -156,7 +163,34 @@ async fn in_process() -> Run {
     }
     let (group, _) = c.manifest_group_key("k1").await;
     let sockets: Vec<PathBuf> = c.nodes.iter().map(|n| n.public.clone()).collect();
-    load(&sockets, &group, &[]).await
+    let run = load(&sockets, &group, &[]).await;
+    (run, peer_handshakes(&c).await)
+}
+
+/// Medians of [`HANDSHAKES`] mutually attested peer handshakes to k1 through its proxy, as a
+/// verifier-appraised peer identity (`k3`, made by the bench): handshake plus the first
+/// `health` answer (in TLS 1.3 the server appraises the client certificate after the
+/// client's `Finished`, so only the first answer shows it was accepted), and one `health`
+/// round trip on an open session, the part of the first figure that is not the handshake.
+async fn peer_handshakes(c: &Cluster) -> (f64, f64) {
+    const HANDSHAKES: usize = 50;
+    let me = tls::attested_as(c.verifier.addr, "k3").await;
+    let policy =
+        attested_tls::PeerPolicy::new(c.verifier.public_key.clone(), [attestation::Level::L1])
+            .kernels(["k1"]);
+    let socket = &c.node("k1").tls;
+    let mut connect = Vec::new();
+    let mut rtt = Vec::new();
+    for _ in 0..HANDSHAKES {
+        let t = Instant::now();
+        let mut s = me.connect(socket, policy.clone()).await.unwrap();
+        connect.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let r = tls::tls_call(&mut s, &Request::Health).await;
+        rtt.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(matches!(r, Response::Health(_)), "{r:?}");
+    }
+    (pct(&mut connect, 0.5), pct(&mut rtt, 0.5))
 }
 
 struct Procs(Vec<Child>);
@@ -228,6 +262,15 @@ async fn three_processes() -> Run {
                 "{}=tcp:{}",
                 wire::hybrid::VERIFIER_PORT,
                 service.addr
+            ))
+            // The TLS route, where peer kernels' mutually attested sessions arrive.
+            .arg("--listen-tls")
+            .arg(format!("unix:{}", kdir.join("tls.sock").display()))
+            .arg("--enclave-tls")
+            .arg(format!(
+                "hybrid:{}:{}",
+                vsock.display(),
+                enclave::tls::TLS_PORT
             ));
         let mut enclave = Command::new(bin.join("enclave"));
         enclave
@@ -247,9 +290,9 @@ async fn three_processes() -> Run {
                 continue;
             }
             let port = wire::hybrid::PEER_PORT_BASE + j as u32;
-            host.arg("--egress").arg(format!(
+            host.arg("--egress-tls").arg(format!(
                 "{port}=unix:{}",
-                state_root.join(peer).join("public.sock").display()
+                state_root.join(peer).join("tls.sock").display()
             ));
             enclave.arg("--peer").arg(format!("{peer}={port}"));
         }
@@ -374,11 +417,24 @@ fn main() {
             "unit": "signs/CPU-s", "peer": w2, "ratio": r.per_cpu_s / W2_SIGNS_PER_S}),
         );
     };
+    let mut handshakes = None;
     if wanted("frost_2of3_signs_per_s") {
-        push("", &rt.block_on(in_process()));
+        let (run, h) = rt.block_on(in_process());
+        push("", &run);
+        handshakes = Some(h);
     }
     if wanted("frost_2of3_signs_per_s_3proc") {
         push("_3proc", &rt.block_on(three_processes()));
+    }
+    if let Some((connect, rtt)) = handshakes {
+        figures.push(
+            json!({"name": "peer_tls_handshake_ms", "value": connect, "unit": "ms",
+            "peer": null, "ratio": null}),
+        );
+        figures.push(
+            json!({"name": "peer_tls_health_rtt_ms", "value": rtt, "unit": "ms",
+            "peer": null, "ratio": null}),
+        );
     }
     if json_out {
         println!("{}", json!({ "figures": figures }));

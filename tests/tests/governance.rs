@@ -374,13 +374,20 @@ async fn acd_four_check_revocation_peer_and_session_end() {
             .unwrap(),
         })
     };
+    // Peer methods never pass the proxy in plaintext (they travel in mutually attested TLS);
+    // the responder's own checks are driven in-process here.
+    let plain = call(&k3.public, &hello(vec![8; 32], "k1")).await;
+    assert!(
+        refused(&plain, ErrorCode::MethodNotAllowed, ""),
+        "{plain:?}"
+    );
     let failed_before = count(k3, enclave::kernel::events::PEER_ATTESTATION_FAILED);
-    let first = call(&k3.public, &hello(vec![9; 32], "k1")).await;
+    let first = k3.kernel.handle(hello(vec![9; 32], "k1")).await;
     assert!(matches!(first, Response::PeerHelloAck(_)), "{first:?}");
-    let replay = call(&k3.public, &hello(vec![9; 32], "k1")).await;
+    let replay = k3.kernel.handle(hello(vec![9; 32], "k1")).await;
     assert!(refused(&replay, ErrorCode::Refused, "replay"), "{replay:?}");
     // A credential signed over other bytes does not pass either.
-    let forged = call(&k3.public, &hello(vec![10; 32], "k2")).await;
+    let forged = k3.kernel.handle(hello(vec![10; 32], "k2")).await;
     assert!(
         refused(&forged, ErrorCode::Refused, "signature does not verify"),
         "{forged:?}"

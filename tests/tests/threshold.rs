@@ -11,25 +11,22 @@
 )]
 
 mod common;
+mod tls;
 
-use attestation::ak::AttestationKey;
-use attestation::bundle::{sign_bundle, BundleClaims, BUNDLE_VERSION};
 use attestation::plan::{CeremonyPlan, SignedPlan, PLAN_FILE};
-use attestation::sealing::{KeyExchange, SealedShare};
-use attestation::software::SoftwareAttester;
-use attestation::{Attester, BindingValue, Level, Nonce};
+use attestation::sealing::SealedShare;
+use attestation::Level;
 use common::*;
 use ed25519_dalek::Verifier as _;
 use enclave::kernel::events;
 use frost_ed25519 as frost;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use tls::*;
 use wire::msg::{
     DkgRound1Params, DkgRound2Params, ErrorCode, FrostCommitParams, FrostSignParams, KernelState,
     PeerAuth, Request, Response, SignDigestParams,
 };
-use wire::verifier::{VerifierRequest, VerifierResponse};
 
 const SHARE: &str = "sealed_share.cbor";
 
@@ -83,86 +80,6 @@ fn plan_of(c: &Cluster, id: &str) -> CeremonyPlan {
     SignedPlan::open(&bytes, &c.verifier.public_key).unwrap()
 }
 
-/// A party that the verifier appraised as `id` (software evidence, its own attestation key):
-/// it holds a real affirming result, so the kernels' refusals below are about the messages.
-struct Attested {
-    id: String,
-    ak: AttestationKey,
-    result: Vec<u8>,
-}
-
-async fn attested_as(c: &Cluster, id: &str) -> Attested {
-    let mut s = TcpStream::connect(c.verifier.addr).await.unwrap();
-    let ask = |r: VerifierRequest| wire::encode(&r).unwrap();
-    wire::write_frame(
-        &mut s,
-        &ask(VerifierRequest::Nonce {
-            kernel_id: id.into(),
-        }),
-    )
-    .await
-    .unwrap();
-    let nonce = match wire::decode(&wire::read_frame(&mut s).await.unwrap()).unwrap() {
-        VerifierResponse::Nonce { nonce, .. } => Nonce::from_slice(&nonce).unwrap(),
-        other => panic!("no nonce: {other:?}"),
-    };
-    let ak = AttestationKey::generate().unwrap();
-    let draft = [5u8; 32];
-    let item = SoftwareAttester::new()
-        .unwrap()
-        .collect(&BindingValue::compute(&nonce, ak.public_key(), &draft))
-        .unwrap();
-    let bundle = sign_bundle(
-        &BundleClaims {
-            version: BUNDLE_VERSION,
-            kernel_id: id.into(),
-            level: Level::L1,
-            nonce: nonce.as_bytes().to_vec(),
-            manifest_draft_hash: draft.to_vec(),
-            ak_public: ak.public_key().to_vec(),
-            key_exchange_public: KeyExchange::generate().unwrap().public_key().to_vec(),
-            created_at_ms: attestation::now_ms(),
-            items: vec![item],
-        },
-        &ak,
-    )
-    .unwrap();
-    wire::write_frame(&mut s, &ask(VerifierRequest::Appraise { bundle }))
-        .await
-        .unwrap();
-    let result = match wire::decode(&wire::read_frame(&mut s).await.unwrap()).unwrap() {
-        VerifierResponse::Appraised { result, status, .. } if status == "affirming" => result,
-        other => panic!("not affirming: {other:?}"),
-    };
-    Attested {
-        id: id.into(),
-        ak,
-        result,
-    }
-}
-
-impl Attested {
-    /// Credentials as `enclave::frost` makes them (`enclave-peer-v1` framing).
-    fn auth(&self, method: &str, session: &[u8], target: &str, payload: &[u8]) -> PeerAuth {
-        let mut m = b"enclave-peer-v1".to_vec();
-        for part in [
-            method.as_bytes(),
-            session,
-            target.as_bytes(),
-            &attestation::sha256(payload)[..],
-        ] {
-            m.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            m.extend_from_slice(part);
-        }
-        PeerAuth {
-            kernel_id: self.id.clone(),
-            result: self.result.clone(),
-            ak_public: self.ak.public_key().to_vec(),
-            signature: self.ak.sign(&m).unwrap(),
-        }
-    }
-}
-
 fn r1_payload(plan_hash: &[u8], package: &[u8], kx: &[u8]) -> Vec<u8> {
     wire::encode(&(
         serde_bytes_bytes(plan_hash),
@@ -174,6 +91,11 @@ fn r1_payload(plan_hash: &[u8], package: &[u8], kx: &[u8]) -> Vec<u8> {
 
 fn serde_bytes_bytes(b: &[u8]) -> serde_bytes::ByteBuf {
     serde_bytes::ByteBuf::from(b.to_vec())
+}
+
+/// What a test peer accepts of kernel `id`'s TLS certificate.
+fn to(c: &Cluster, id: &str) -> attested_tls::PeerPolicy {
+    attested_tls::PeerPolicy::new(c.verifier.public_key.clone(), [Level::L1]).kernels([id])
 }
 
 fn refused(r: &Response, code: ErrorCode, words: &str) -> bool {
@@ -288,8 +210,15 @@ async fn dkg_refuses_bad_and_unattested_ceremony_messages() {
     .await;
     let plan = plan_of(&c, "k1");
     let plan_hash = plan.digest().unwrap().to_vec();
-    let me = attested_as(&c, "k3").await;
-    let k1 = c.node("k1").public.clone();
+    let me = attested_as(c.verifier.addr, "k3").await;
+    // Peer methods go over mutually attested TLS, presenting the test-made k3 identity.
+    let k1 = c.node("k1").tls.clone();
+    let to_k1 = to(&c, "k1");
+    let call = |socket: &std::path::Path, req: &Request| {
+        let (socket, req, pol) = (socket.to_path_buf(), req.clone(), to_k1.clone());
+        let me = &me;
+        async move { me.try_call(&socket, pol, &req).await.unwrap() }
+    };
     let cid = plan.ceremony_id.clone();
     let r1 = |package: Vec<u8>, cid: &str, auth: PeerAuth| {
         Request::DkgRound1(DkgRound1Params {
@@ -313,9 +242,18 @@ async fn dkg_refuses_bad_and_unattested_ceremony_messages() {
     let junk = vec![1u8, 2, 3];
     let deadline = Instant::now() + Duration::from_secs(30);
     let first = loop {
-        let r = call(&k1, &r1(junk.clone(), &cid, good_auth(&junk, &cid))).await;
-        if !refused(&r, ErrorCode::NotServing, "no ceremony") {
-            break r;
+        // No certificate (no handshake) until k1 is attested and in the ceremony.
+        let r = me
+            .try_call(
+                &k1,
+                to_k1.clone(),
+                &r1(junk.clone(), &cid, good_auth(&junk, &cid)),
+            )
+            .await;
+        if let Ok(r) = r {
+            if !refused(&r, ErrorCode::NotServing, "no ceremony") {
+                break r;
+            }
         }
         assert!(Instant::now() < deadline, "k1 never entered the ceremony");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -333,14 +271,11 @@ async fn dkg_refuses_bad_and_unattested_ceremony_messages() {
         refused(&r, ErrorCode::Unauthorized, "attestation result"),
         "{r:?}"
     );
-    // A result about another kernel presented as k3's (k2's identity is not ours).
+    // Credentials claiming k2 from the TLS session of k3: refused before they are read.
     let mut other = good_auth(&junk, &cid);
     other.kernel_id = "k2".into();
     let r = call(&k1, &r1(junk.clone(), &cid, other)).await;
-    assert!(
-        refused(&r, ErrorCode::Unauthorized, "another kernel"),
-        "{r:?}"
-    );
+    assert!(refused(&r, ErrorCode::Unauthorized, "claims"), "{r:?}");
     // A signature over other bytes than those sent.
     let r = call(&k1, &r1(vec![4, 5, 6], &cid, good_auth(&junk, &cid))).await;
     assert!(refused(&r, ErrorCode::Unauthorized, "signature"), "{r:?}");
@@ -441,8 +376,14 @@ async fn replayed_commitments_and_reused_sessions_are_refused() {
     })
     .await;
     wait_serving(&c, Duration::from_secs(60)).await;
-    let me = attested_as(&c, "k3").await;
-    let k1 = c.node("k1").public.clone();
+    let me = attested_as(c.verifier.addr, "k3").await;
+    // One mutually attested session to k1 as the test-made k3, for every peer request.
+    let session =
+        tokio::sync::Mutex::new(me.connect(&c.node("k1").tls, to(&c, "k1")).await.unwrap());
+    let peer = |req: Request| {
+        let session = &session;
+        async move { tls_call(&mut *session.lock().await, &req).await }
+    };
     let digest = [0x11u8; 32];
     let commit = |session: [u8; 16]| {
         Request::FrostCommit(FrostCommitParams {
@@ -480,37 +421,37 @@ async fn replayed_commitments_and_reused_sessions_are_refused() {
     if let Request::FrostCommit(p) = &mut forged {
         p.peer.result = b"self-made result".to_vec();
     }
-    let r = call(&k1, &forged).await;
+    let r = peer(forged.clone()).await;
     assert!(
         refused(&r, ErrorCode::Unauthorized, "attestation result"),
         "{r:?}"
     );
     let s1 = [1u8; 16];
-    let Response::FrostCommitment(c1) = call(&k1, &commit(s1)).await else {
+    let Response::FrostCommitment(c1) = peer(commit(s1)).await else {
         panic!("no commitment")
     };
     let c1 = frost::round1::SigningCommitments::deserialize(&c1.commitments).unwrap();
     // The same session id again.
-    let r = call(&k1, &commit(s1)).await;
+    let r = peer(commit(s1)).await;
     assert!(refused(&r, ErrorCode::BadRequest, "already used"), "{r:?}");
     // Round 2 for another message than committed to.
-    let r = call(&k1, &sign_req(s1, &package(c1, &[0x22; 32]))).await;
+    let r = peer(sign_req(s1, &package(c1, &[0x22; 32]))).await;
     assert!(
         refused(&r, ErrorCode::Unauthorized, "another digest"),
         "{r:?}"
     );
     // The session is spent: round 2 again, even well formed, is refused.
-    let r = call(&k1, &sign_req(s1, &package(c1, &digest))).await;
+    let r = peer(sign_req(s1, &package(c1, &digest))).await;
     assert!(refused(&r, ErrorCode::BadRequest, "already used"), "{r:?}");
     // A replayed round-1 commitment (session 1's) in a new session.
     let s2 = [2u8; 16];
-    let Response::FrostCommitment(_) = call(&k1, &commit(s2)).await else {
+    let Response::FrostCommitment(_) = peer(commit(s2)).await else {
         panic!("no commitment")
     };
-    let r = call(&k1, &sign_req(s2, &package(c1, &digest))).await;
+    let r = peer(sign_req(s2, &package(c1, &digest))).await;
     assert!(refused(&r, ErrorCode::Unauthorized, "commitments"), "{r:?}");
     // Round 2 with no round 1 at all (mis-ordered).
-    let r = call(&k1, &sign_req([3u8; 16], &package(c1, &digest))).await;
+    let r = peer(sign_req([3u8; 16], &package(c1, &digest))).await;
     assert!(refused(&r, ErrorCode::BadRequest, "unknown"), "{r:?}");
     let refusals = audit_bodies(&c, "k1", events::SIGNING)
         .into_iter()

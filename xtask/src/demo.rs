@@ -198,10 +198,11 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                 continue;
             }
             let port = wire::hybrid::PEER_PORT_BASE + u32::try_from(j)?;
-            let peer_public = state_root.join(peer).join("public.sock");
-            host.arg("--egress").arg(format!(
+            // Peer calls: mutually attested TLS, carried as records to the peer's TLS route.
+            let peer_tls = state_root.join(peer).join("tls.sock");
+            host.arg("--egress-tls").arg(format!(
                 "{port}={}",
-                format_args!("unix:{}", peer_public.display())
+                format_args!("unix:{}", peer_tls.display())
             ));
             enclave.arg("--peer").arg(format!("{peer}={port}"));
         }

@@ -16,26 +16,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use wire::msg::{method, ErrorCode, RequestHead, Response};
 
-/// Methods a client may call by default. `frost_commit`, `frost_sign`, `dkg_round1`,
-/// `dkg_round2`, `peer_hello`, `peer_commit` and `peer_done` are peer-kernel calls; the
-/// enclave itself authenticates them (attestation result and AK signature).
+/// Methods a client may call by default. The peer-kernel calls (`frost_commit`,
+/// `frost_sign`, `dkg_round1`, `dkg_round2`, `peer_hello`, `peer_commit`, `peer_done`) are
+/// not among them: kernels exchange them only inside mutually attested TLS sessions (carried
+/// as records, never as frames), and the enclave refuses them in plaintext anyway.
 pub const DEFAULT_CLIENT_METHODS: &[&str] = &[
     method::HEALTH,
     method::MANIFEST,
     method::EVALUATE,
     method::SIGN_DIGEST,
-    method::FROST_COMMIT,
-    method::FROST_SIGN,
-    method::DKG_ROUND1,
-    method::DKG_ROUND2,
     method::CATALOG_UPDATE,
     method::END_SESSION,
     method::ACD_ISSUE,
     method::PEER_TRANSACTION,
     method::PEER_COMPLETE,
-    method::PEER_HELLO,
-    method::PEER_COMMIT,
-    method::PEER_DONE,
 ];
 
 /// Errors building an allowlist.
@@ -222,6 +216,15 @@ mod tests {
             assert!(a.permits(m));
         }
         assert!(!a.permits("shutdown"));
+        // Peer-kernel methods travel only over attested TLS, never as frames.
+        for m in [
+            method::FROST_COMMIT,
+            method::FROST_SIGN,
+            method::DKG_ROUND1,
+            method::DKG_ROUND2,
+        ] {
+            assert!(!a.permits(m), "{m}");
+        }
         assert!(!a.permits(""));
         assert!(!a.permits("HEALTH"));
     }

@@ -298,6 +298,8 @@ pub struct Node {
     pub id: String,
     pub kernel: Arc<Kernel>,
     pub public: PathBuf,
+    /// The proxy's attested-TLS route to the kernel (clients and peer kernels).
+    pub tls: PathBuf,
     pub proxy: ProxyHandle,
     pub state_dir: PathBuf,
     /// The kernel's path to the verifier (when `Options::relays`).
@@ -543,17 +545,20 @@ impl Cluster {
             } else {
                 None
             };
-            let mut egress = vec![EgressRule {
+            let egress = vec![EgressRule {
                 port: host::transport::VsockPort(wire::hybrid::VERIFIER_PORT),
                 destination: Endpoint::Tcp(relay.as_ref().map_or(verifier_addr, |r| r.addr)),
             }];
+            // Peer kernels are reached over mutually attested TLS: this proxy carries the
+            // records to the peer's proxy's TLS route, which carries them to its TLS port.
+            let mut egress_tls = Vec::new();
             let mut peers = Vec::new();
             for (j, peer) in ids.iter().enumerate() {
                 if j != i {
                     let port = wire::hybrid::PEER_PORT_BASE + j as u32;
-                    egress.push(EgressRule {
+                    egress_tls.push(EgressRule {
                         port: host::transport::VsockPort(port),
-                        destination: Endpoint::Unix(state_root.join(peer).join("public.sock")),
+                        destination: Endpoint::Unix(state_root.join(peer).join("tls.sock")),
                     });
                     peers.push((peer.clone(), port));
                 }
@@ -565,6 +570,14 @@ impl Cluster {
                     port: host::transport::VsockPort(wire::hybrid::GOVERNANCE_PORT),
                 },
             );
+            let tls = kdir.join("tls.sock");
+            pc.tls = Some(host::TlsRoute {
+                listen: Endpoint::Unix(tls.clone()),
+                enclave: Endpoint::Hybrid {
+                    uds: vsock.clone(),
+                    port: host::transport::VsockPort(enclave::tls::TLS_PORT),
+                },
+            });
             pc.egress = egress;
             if let Some((port, collector)) = &opts.otlp {
                 pc.egress_http.push(EgressRule {
@@ -572,6 +585,7 @@ impl Cluster {
                     destination: collector.clone(),
                 });
             }
+            pc.egress_tls = egress_tls;
             let proxy = Proxy::bind(pc).await.unwrap();
             let handle = proxy.handle();
             let mut stop = rx.clone();
@@ -639,6 +653,7 @@ impl Cluster {
                 id: id.clone(),
                 kernel,
                 public,
+                tls,
                 proxy: handle,
                 state_dir: kdir,
                 relay,
