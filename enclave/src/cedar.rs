@@ -374,11 +374,48 @@ fn deny(hash: [u8; 32], reason: &str) -> Outcome {
     }
 }
 
+/// Most entity type names remembered by [`fast_uid`].
+const MAX_TYPE_NAMES: usize = 1024;
+
+/// `Type::"id"` without going through Cedar's grammar for the common case: an id with no
+/// escape or quote, and a type name already seen (type names are few; each is parsed by
+/// Cedar once and remembered). Anything else is `None`, and the caller parses the whole uid
+/// with Cedar, so the result is always what Cedar's parser would give
+/// (`tests::fast_uid_agrees_with_cedars_parser`).
+fn fast_uid(s: &str) -> Option<EntityUid> {
+    use cedar_policy::{EntityId, EntityTypeName};
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<RwLock<HashMap<String, EntityTypeName>>> = OnceLock::new();
+    let (ty, rest) = s.split_once("::\"")?;
+    let id = rest.strip_suffix('"')?;
+    if id.contains(['"', '\\']) {
+        return None;
+    }
+    let names = NAMES.get_or_init(|| RwLock::new(HashMap::new()));
+    let known = names.read().ok()?.get(ty).cloned();
+    let name = match known {
+        Some(n) => n,
+        None => {
+            let n: EntityTypeName = ty.parse().ok()?;
+            if let Ok(mut w) = names.write() {
+                if w.len() < MAX_TYPE_NAMES {
+                    w.insert(ty.to_string(), n.clone());
+                }
+            }
+            n
+        }
+    };
+    Some(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
+}
+
 fn build_request(p: &EvaluateParams) -> Result<(Request, Entities, EntityUid, EntityUid), String> {
     if p.context_json.len() > MAX_JSON_BYTES || p.entities_json.len() > MAX_JSON_BYTES {
         return Err("context or entities larger than 64 KiB".into());
     }
     let uid = |what: &str, s: &str| -> Result<EntityUid, String> {
+        if let Some(u) = fast_uid(s) {
+            return Ok(u);
+        }
         s.parse::<EntityUid>()
             .map_err(|e| format!("{what} `{s}` is not a cedar entity uid: {e}"))
     };
@@ -625,5 +662,38 @@ mod tests {
             }
         }
         assert_eq!(n, 75);
+    }
+
+    #[test]
+    fn fast_uid_agrees_with_cedars_parser() {
+        let inputs = [
+            r#"Agent::"planner""#,
+            r#"Agent::"planner""#,
+            r#"Ns::Sub::Agent::"x y""#,
+            r#"Agent::"ünïcødé-7""#,
+            r#"Agent::"""#,
+            r#"Action::"read""#,
+            r#"Agent::"a\"b""#,
+            r#"Agent::"a\\b""#,
+            r#"Agent ::"spaced""#,
+            r#"if::"keyword""#,
+            r#"Agent::"unterminated"#,
+            r#"Agent::x"#,
+            r#"::"x""#,
+            r#"Agent::"x"::"y""#,
+        ];
+        for s in inputs {
+            let cedar = s.parse::<EntityUid>();
+            match (fast_uid(s), &cedar) {
+                (Some(f), Ok(c)) => assert_eq!(&f, c, "{s}"),
+                (Some(f), Err(e)) => panic!("fast path accepted `{s}` as {f} but cedar says {e}"),
+                (None, _) => {}
+            }
+        }
+        assert!(fast_uid(r#"Agent::"planner""#).is_some());
+        assert!(
+            fast_uid(r#"Agent::"a\"b""#).is_none(),
+            "escapes go to cedar"
+        );
     }
 }
