@@ -36,6 +36,13 @@ use std::time::{Duration, Instant};
 use wire::msg::{Decision, EvaluateParams, Request, Response};
 
 const CLIENTS: usize = 8;
+
+/// `--clients=N` on the bench's command line, else [`CLIENTS`].
+fn clients() -> usize {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("--clients=").and_then(|n| n.parse().ok()))
+        .unwrap_or(CLIENTS)
+}
 /// Length of one measured round; each side runs [`ROUNDS`] rounds, interleaved.
 const RUN: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 2;
@@ -86,7 +93,7 @@ async fn open(target: &Target, policy: &PeerPolicy) -> tls::TlsStream {
 async fn round(target: &Target, policy: &PeerPolicy, req: &Request) -> (u64, Vec<f64>) {
     let body = wire::encode(req).unwrap();
     let mut conns = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients() {
         conns.push(open(target, policy).await);
     }
     let start = Instant::now();
@@ -217,7 +224,10 @@ async fn run(wanted: &dyn Fn(&str) -> bool) -> Vec<serde_json::Value> {
     // Warm up both paths.
     let evaluate = Request::Evaluate(params());
     let _ = round(&proxied, &policy, &evaluate).await;
-    eprintln!("bench: measuring {CLIENTS} attested clients, {ROUNDS}x{RUN:?} per path");
+    eprintln!(
+        "bench: measuring {} attested clients, {ROUNDS}x{RUN:?} per path",
+        clients()
+    );
     let runs = measure(&[proxied.clone(), direct.clone()], &policy, &evaluate).await;
     let (via, straight) = (&runs[0], &runs[1]);
     let mut figures = Vec::new();
@@ -225,7 +235,8 @@ async fn run(wanted: &dyn Fn(&str) -> bool) -> Vec<serde_json::Value> {
     if wanted("e2e_evaluate_calls_per_s") {
         figures.push(
             json!({"name": "e2e_evaluate_calls_per_s", "value": via.per_s, "unit": "calls/s",
-            "peer": peer, "ratio": via.per_s / straight.per_s}),
+            "peer": peer, "ratio": via.per_s / straight.per_s, "clients": clients(),
+            "goal": 20_000, "ratio_to_goal": via.per_s / 20_000.0}),
         );
     }
     if wanted("e2e_p50_ms") {

@@ -446,6 +446,15 @@ fn twenty_kill9s_of_the_enclave_under_load_lose_no_acknowledged_ale() {
                 "{}=tcp:127.0.0.1:{vport}",
                 wire::hybrid::VERIFIER_PORT
             ))
+            // The attested TLS route: peer kernels reach this one here (mutual TLS).
+            .arg("--listen-tls")
+            .arg(format!("unix:{}", dir.join("tls.sock").display()))
+            .arg("--enclave-tls")
+            .arg(format!(
+                "hybrid:{}:{}",
+                vsock.display(),
+                enclave::tls::TLS_PORT
+            ))
             .env("RUST_LOG", "warn");
         let mut args: Vec<std::ffi::OsString> = vec![
             "--kernel-id".into(),
@@ -471,9 +480,10 @@ fn twenty_kill9s_of_the_enclave_under_load_lose_no_acknowledged_ale() {
                 continue;
             }
             let port = wire::hybrid::PEER_PORT_BASE + j as u32;
-            host.arg("--egress").arg(format!(
+            // Peer calls: mutually attested TLS, carried as records to the peer's TLS route.
+            host.arg("--egress-tls").arg(format!(
                 "{port}=unix:{}",
-                state_root.join(peer).join("public.sock").display()
+                state_root.join(peer).join("tls.sock").display()
             ));
             args.push("--peer".into());
             args.push(format!("{peer}={port}").into());
