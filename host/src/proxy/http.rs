@@ -288,6 +288,25 @@ mod tests {
 
     const REQ: &[u8] = b"POST /v1/traces HTTP/1.1\r\nHost: otlp\r\nContent-Type: application/x-protobuf\r\nContent-Length: 5\r\n\r\n";
 
+    /// Every flipped bit and every truncation of a real export head is a typed refusal or a
+    /// head that still names an OTLP path within the limit; never a panic.
+    #[test]
+    fn flipped_and_truncated_heads_are_refused_or_still_valid() {
+        for i in 0..REQ.len() {
+            for bit in 0..8 {
+                let mut m = REQ.to_vec();
+                m[i] ^= 1 << bit;
+                if let Ok(h) = parse_head(&m, true, 1024) {
+                    assert!(h.first_line.starts_with("POST /v1/"), "{:?}", h.first_line);
+                    assert!(h.content_length <= 1024);
+                }
+            }
+            if let Ok(h) = parse_head(&REQ[..i], true, 1024) {
+                assert!(h.content_length <= 1024);
+            }
+        }
+    }
+
     #[test]
     fn an_otlp_request_head_parses() {
         let h = parse_head(REQ, true, 1024).unwrap();
