@@ -274,7 +274,7 @@ const LEAK_ENV: &str = "TPM_SWTPM_EXIT_HOLDING_AK";
 /// A kernel killed with SIGKILL never flushes its AK, and swtpm (no resource manager) keeps
 /// it loaded: without the clean-up in `TpmAttester::connect`, the third process in a row
 /// fails `create ak` with "out of memory for object contexts" and a restarted kernel never
-/// boots again (tests/tests/kill9.rs found it). Here child processes (this test binary, run
+/// boots again (tests/tests/e2e/kill9.rs found it). Here child processes (this test binary, run
 /// again) attach and exit without running any destructor, five times in a row; each must
 /// attach, and afterwards this process still gets a verifying quote.
 #[test]

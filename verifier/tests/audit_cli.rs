@@ -2,7 +2,7 @@
 //! (2-of-3) group signatures: exit 0 for an intact package with an inclusion proof; exit 1,
 //! naming the check, for a flipped byte in an ALE, a block or a signature, a removed ALE, or
 //! a group key that is not the pinned one; exit 2 for a missing package. The package a real
-//! cluster exports is checked the same way in tests/tests/gar.rs.
+//! cluster exports is checked the same way in tests/tests/e2e/gar.rs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

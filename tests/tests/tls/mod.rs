@@ -1,7 +1,7 @@
 //! Attested TLS through the host proxy, on top of the e2e [`Cluster`](super::common::Cluster):
 //! a TLS route for one kernel (its own proxy in front of the enclave's TLS port), taps that
 //! record every byte crossing the proxy, and attested clients. Shared by
-//! `tests/attested_tls.rs` and `benches/tls.rs`.
+//! `tests/e2e/attested_tls.rs`, `tests/e2e/peer_tls.rs` and the benches.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -10,7 +10,7 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use attestation::ak::AttestationKey;
 use attestation::bundle::{sign_bundle, BundleClaims, BUNDLE_VERSION};

@@ -10,8 +10,8 @@
     reason = "test code: any failure should stop the run loudly"
 )]
 
-mod common;
-mod tls;
+use crate::common;
+use crate::tls;
 
 use attestation::Level;
 use attested_tls::PeerPolicy;

@@ -15,7 +15,7 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use attestation::gar::{files, Package};
 use common::*;

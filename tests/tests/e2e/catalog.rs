@@ -4,7 +4,7 @@
 //! `cap_profile_hash`; one signature, a replayed or older version, a foreign fleet and a
 //! foreign publisher are refused with a reason and an ALE, and change nothing. (A kernel with
 //! no pinned publishers refusing every update is a unit test of `enclave::catalog`: one
-//! cluster per test binary, see `tests/tests/gar.rs`.)
+//! cluster per test binary, see `tests/tests/e2e/gar.rs`.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +13,7 @@
     reason = "test code: a failed expectation is a test failure"
 )]
 
-mod common;
+use crate::common;
 
 use common::*;
 use enclave::catalog::{signed_message, CatalogUpdate, PublisherSignature, SignedCatalogUpdate};

@@ -14,7 +14,7 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -8,7 +8,7 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ed25519_dalek::Verifier as _;

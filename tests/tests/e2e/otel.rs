@@ -23,7 +23,7 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use common::*;
 use host::Endpoint;

@@ -10,7 +10,7 @@
     reason = "test code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -10,8 +10,8 @@
     reason = "test and bench code: any failure should stop the run loudly"
 )]
 
-mod common;
-mod tls;
+use crate::common;
+use crate::tls;
 
 use attestation::plan::{CeremonyPlan, SignedPlan, PLAN_FILE};
 use attestation::sealing::SealedShare;

@@ -13,7 +13,7 @@
     reason = "test code: any failure should stop the run loudly"
 )]
 
-mod common;
+use crate::common;
 
 use attestation::acd::{verify_acd, verify_ptr, RecordError};
 use common::*;
