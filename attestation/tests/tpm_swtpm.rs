@@ -15,6 +15,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/tests/common/fds.rs"]
+mod fds;
+
 /// A running swtpm, killed when dropped.
 struct Swtpm {
     child: Child,
@@ -29,7 +32,7 @@ impl Swtpm {
         for _ in 0..10 {
             let port = free_port_pair();
             let state = tempfile::tempdir().unwrap();
-            let spawned = Command::new("swtpm")
+            let spawned = fds::no_inherited_descriptors(&mut Command::new("swtpm"))
                 .arg("socket")
                 .arg("--tpm2")
                 .arg("--tpmstate")

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// kernel id in its verified evidence, not by a name the host could route anywhere.
 pub const SERVER_NAME: &str = "kernel.enclave.invalid";
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -45,9 +45,21 @@ pub fn server_config_with<S: EvidenceSource + 'static>(
     resolver: Arc<AttestedCertResolver<S>>,
     clients: ClientAuth,
 ) -> Result<ServerConfig, rustls::Error> {
+    let builder = server_builder(clients)?;
+    let mut config = builder.with_cert_resolver(resolver);
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// TLS 1.3, the ring provider, and the client verifier `clients` asks for; the caller adds
+/// the certificate.
+pub(crate) fn server_builder(
+    clients: ClientAuth,
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>, rustls::Error> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
-    let builder = match clients {
+    Ok(match clients {
         ClientAuth::Required(policy) => {
             builder.with_client_cert_verifier(Arc::new(AttestedClientVerifier::new(policy)))
         }
@@ -55,11 +67,7 @@ pub fn server_config_with<S: EvidenceSource + 'static>(
             builder.with_client_cert_verifier(Arc::new(AttestedClientVerifier::optional(policy)))
         }
         ClientAuth::None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_cert_resolver(resolver);
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    })
 }
 
 /// A client that accepts only servers passing `policy`; with `identity`, it presents its

@@ -40,11 +40,13 @@
 pub mod cert;
 pub mod config;
 pub mod extension;
+pub mod pinned;
 pub mod signer;
 pub mod verify;
 
 pub use cert::{AttestedCertResolver, Evidence, EvidenceSource};
 pub use config::{client_config, server_config, server_config_with, ClientAuth, SERVER_NAME};
+pub use pinned::{verifier_client_config, verifier_server_config, VERIFIER_SERVER_NAME};
 pub use signer::AttestationSigner;
 pub use verify::{
     AttestedClientVerifier, AttestedPeer, AttestedServerVerifier, PeerCheck, PeerPolicy,

@@ -437,7 +437,10 @@ pub async fn appraise_and_release(
     draft_hash: &[u8; 32],
 ) -> Result<Released, BootError> {
     // Appraisal happens on one connection: nonce, appraise, release.
-    let mut conn = cfg.vsock.dial(cfg.verifier_port).await?;
+    // TLS to the verifier's pinned result key: the host carries only ciphertext.
+    let mut conn = crate::peer_link::dial_verifier(cfg, None)
+        .await
+        .map_err(BootError::Unreachable)?;
     let nonce = match call::<_, VerifierResponse>(
         conn.as_mut(),
         &VerifierRequest::Nonce {

@@ -141,11 +141,83 @@ pub(crate) async fn dial(kernel: &Arc<Kernel>, port: u32) -> Result<Box<dyn Stre
     let config =
         attested_tls::client_config(peer_policy(kernel).kernels([peer.clone()]), Some(identity))
             .map_err(|e| format!("attested tls client: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(attested_tls::SERVER_NAME)
-        .map_err(|e| e.to_string())?;
-    let stream = kernel
-        .cfg
-        .vsock
+    let tls = connect_tls(
+        &kernel.cfg.vsock,
+        port,
+        config,
+        attested_tls::SERVER_NAME,
+        &format!("attested tls to `{peer}`"),
+    )
+    .await?;
+    tracing::debug!(kernel = %kernel.cfg.kernel_id, %peer, "attested tls session to a peer open");
+    Ok(tls)
+}
+
+/// The evidence a re-attesting kernel presents to the verifier: its newest pair while the
+/// result is still affirming (with a margin for the handshake). An expired result would be
+/// refused in the handshake and cut the kernel off from the re-attestation that renews it,
+/// so then the kernel connects anonymously and the verifier goes by the request's kernel id
+/// (whose answers it checks under the AK all the same).
+#[derive(Debug)]
+struct FreshEvidence {
+    inner: KernelEvidence,
+    verifier_public_key: Vec<u8>,
+}
+
+/// How long before its expiry a result is no longer presented.
+const PRESENT_MARGIN_MS: u64 = 2_000;
+
+impl EvidenceSource for FreshEvidence {
+    fn current(&self) -> Option<Evidence> {
+        let ev = self.inner.current()?;
+        let result =
+            attestation::result::verify_result(&ev.result, &self.verifier_public_key).ok()?;
+        result
+            .is_affirming_at(attestation::now_ms().saturating_add(PRESENT_MARGIN_MS))
+            .then_some(ev)
+    }
+}
+
+/// Opens this kernel's TLS session to the verifier: the server must hold the pinned
+/// result-signing key ([`attested_tls::pinned`]). With `kernel` (re-attestation), the
+/// kernel presents its attested certificate while its result is fresh, and the verifier
+/// then serves that session for this kernel only; at boot it has none to present.
+pub(crate) async fn dial_verifier(
+    cfg: &crate::config::KernelConfig,
+    kernel: Option<&Arc<Kernel>>,
+) -> Result<Box<dyn Stream>, String> {
+    let identity = kernel.map(|k| {
+        Arc::new(AttestedCertResolver::new(
+            FreshEvidence {
+                inner: KernelEvidence(Arc::downgrade(k)),
+                verifier_public_key: k.cfg.verifier_public_key.clone(),
+            },
+            Arc::new(KernelAk::new(k)) as Arc<dyn AttestationSigner>,
+        )) as Arc<dyn rustls::client::ResolvesClientCert>
+    });
+    let config = attested_tls::verifier_client_config(&cfg.verifier_public_key, identity)
+        .map_err(|e| format!("verifier tls client: {e}"))?;
+    connect_tls(
+        &cfg.vsock,
+        cfg.verifier_port,
+        config,
+        attested_tls::VERIFIER_SERVER_NAME,
+        "tls to the verifier",
+    )
+    .await
+}
+
+/// Dials host `port` and runs the TLS client handshake of `config` for `server_name`;
+/// errors start with `what` and name a refused certificate's reason.
+async fn connect_tls(
+    vsock: &crate::transport::Vsock,
+    port: u32,
+    config: rustls::ClientConfig,
+    server_name: &'static str,
+    what: &str,
+) -> Result<Box<dyn Stream>, String> {
+    let name = rustls::pki_types::ServerName::try_from(server_name).map_err(|e| e.to_string())?;
+    let stream = vsock
         .dial(port)
         .await
         .map_err(|e| crate::boot::error_chain(&e))?;
@@ -153,10 +225,9 @@ pub(crate) async fn dial(kernel: &Arc<Kernel>, port: u32) -> Result<Box<dyn Stre
         .connect(name, stream)
         .await
         .map_err(|e| match certificate_refusal(&e) {
-            Some(why) => format!("attested tls to `{peer}` refused its certificate: {why}"),
-            None => format!("attested tls to `{peer}` failed: {e}"),
+            Some(why) => format!("{what} refused its certificate: {why}"),
+            None => format!("{what} failed: {e}"),
         })?;
-    tracing::debug!(kernel = %kernel.cfg.kernel_id, %peer, "attested tls session to a peer open");
     Ok(Box::new(tls))
 }
 

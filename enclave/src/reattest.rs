@@ -296,12 +296,7 @@ pub async fn run(k: Arc<Kernel>) {
 }
 
 async fn session(k: &Arc<Kernel>, progressed: &mut bool) -> Result<(), String> {
-    let mut conn = k
-        .cfg
-        .vsock
-        .dial(k.cfg.verifier_port)
-        .await
-        .map_err(|e| error_chain(&e))?;
+    let mut conn = crate::peer_link::dial_verifier(&k.cfg, Some(k)).await?;
     let mut since = 0u64;
     let mut acknowledged = 0u64;
     let mut hold_ms = k.reattest.feed_timeout_ms;

@@ -61,7 +61,7 @@ enum Command {
     after_help = "Examples:\n  host proxy --listen unix:/run/k1/public.sock \\\n    \
     --enclave hybrid:/run/k1/enclave.sock:5000 \\\n    \
     --listen-tls unix:/run/k1/tls.sock --enclave-tls hybrid:/run/k1/enclave.sock:5443 \\\n    \
-    --egress 5100=tcp:127.0.0.1:7000 --egress-tls 5201=unix:/run/k2/tls.sock \\\n    \
+    --egress-tls 5100=tcp:127.0.0.1:7000 --egress-tls 5201=unix:/run/k2/tls.sock \\\n    \
     --egress-http 5300=tcp:127.0.0.1:4318 \\\n    \
     --metrics-listen tcp:127.0.0.1:9464 --metrics-file /run/k1/metrics.json\n  \
     host proxy --config /etc/enclave/k1-proxy.toml"
@@ -90,9 +90,9 @@ struct ProxyArgs {
     /// The enclave's TLS server, e.g. hybrid:/run/k1/enclave.sock:5443.
     #[arg(long, value_name = "ENDPOINT", requires = "listen_tls")]
     enclave_tls: Option<Endpoint>,
-    /// An allowlisted destination for the enclave: guest connections to host vsock PORT go
-    /// to ENDPOINT (e.g. 5100=tcp:127.0.0.1:7000 for the verifier, or
-    /// 5100=dns:verifier.internal:7000). Repeatable.
+    /// An allowlisted destination for the enclave, carrying frames: guest connections to
+    /// host vsock PORT go to ENDPOINT (e.g. 5100=dns:verifier.internal:7000). Kernels speak
+    /// TLS to the verifier and to peers: give those routes with --egress-tls. Repeatable.
     #[arg(long = "egress", value_name = "PORT=ENDPOINT")]
     egress: Vec<EgressRule>,
     /// An allowlisted OpenTelemetry collector: guest connections to host vsock PORT carry

@@ -316,6 +316,7 @@ fn run(n: usize, interval_ms: u64) -> Figures {
             verifier::ServiceConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 policy: p,
+                require_tls: false,
             },
             monitor,
             store.clone(),

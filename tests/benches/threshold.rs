@@ -233,6 +233,7 @@ async fn three_processes() -> Run {
         verifier::ServiceConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             policy: pol,
+            require_tls: true,
         },
         verifier::MonitorConfig::default(),
         store.clone(),
@@ -257,7 +258,7 @@ async fn three_processes() -> Run {
                 vsock.display(),
                 wire::hybrid::GOVERNANCE_PORT
             ))
-            .arg("--egress")
+            .arg("--egress-tls")
             .arg(format!(
                 "{}=tcp:{}",
                 wire::hybrid::VERIFIER_PORT,

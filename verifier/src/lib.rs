@@ -25,5 +25,5 @@ pub mod service;
 pub mod store;
 
 pub use monitor::{Monitor, MonitorConfig};
-pub use service::{serve, serve_with, ServiceConfig, ServiceHandle};
+pub use service::{serve, serve_with, LinkCounts, ServiceConfig, ServiceHandle};
 pub use store::Store;

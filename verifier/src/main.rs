@@ -30,6 +30,10 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7000")]
         listen: std::net::SocketAddr,
+        /// Serve TLS only: refuse connections that do not open with a TLS handshake (kernels
+        /// always use TLS; plaintext frames are for tools on a trusted host).
+        #[arg(long)]
+        require_tls: bool,
         /// Write the result-signing public key (hex) here once listening.
         #[arg(long)]
         public_key_out: Option<PathBuf>,
@@ -317,6 +321,7 @@ fn main() -> anyhow::Result<()> {
             db,
             policy,
             listen,
+            require_tls,
             public_key_out,
             interval_ms,
             jitter_pct,
@@ -340,7 +345,11 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let handle = verifier::serve_with(
-                    verifier::ServiceConfig { listen, policy },
+                    verifier::ServiceConfig {
+                        listen,
+                        policy,
+                        require_tls,
+                    },
                     monitor,
                     store,
                 )

@@ -40,6 +40,9 @@ pub enum ServiceError {
     /// "could not create or load the result-signing key".
     #[error("could not create or load the result-signing key")]
     Key,
+    /// "could not set up tls on the result-signing key: {0}".
+    #[error("could not set up tls on the result-signing key: {0}")]
+    Tls(String),
     /// State store failure.
     #[error("verifier state")]
     Store(#[from] StoreError),
@@ -55,6 +58,10 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Appraisal policy.
     pub policy: AppraisalPolicy,
+    /// Refuse connections that do not open with a TLS handshake. Kernels always speak TLS
+    /// to the verifier (pinning its result key); plaintext frames are for tools on a
+    /// trusted host, and `require_tls` shuts them out.
+    pub require_tls: bool,
 }
 
 /// A running service.
@@ -66,12 +73,51 @@ pub struct ServiceHandle {
     pub public_key: Vec<u8>,
     /// The re-attestation monitor (registry view, metrics).
     pub monitor: Arc<Monitor>,
+    links: Arc<LinkCounters>,
     task: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     _checkpointer: crate::store::Checkpointer,
 }
 
+/// How connections reached the service, counted since it started.
+#[derive(Debug, Default)]
+struct LinkCounters {
+    plaintext: std::sync::atomic::AtomicU64,
+    plaintext_refused: std::sync::atomic::AtomicU64,
+    tls_anonymous: std::sync::atomic::AtomicU64,
+    tls_attested: std::sync::atomic::AtomicU64,
+    tls_failed: std::sync::atomic::AtomicU64,
+}
+
+/// [`ServiceHandle::links`]: how connections reached the service since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LinkCounts {
+    /// Plaintext frame connections served.
+    pub plaintext: u64,
+    /// Plaintext connections refused (the service requires TLS).
+    pub plaintext_refused: u64,
+    /// TLS sessions without a client certificate (kernels at boot, tools).
+    pub tls_anonymous: u64,
+    /// TLS sessions whose client certificate appraised (re-attesting kernels).
+    pub tls_attested: u64,
+    /// TLS handshakes that failed or timed out (a refused client certificate included).
+    pub tls_failed: u64,
+}
+
 impl ServiceHandle {
+    /// How connections reached the service since it started.
+    pub fn links(&self) -> LinkCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        let l = &self.links;
+        LinkCounts {
+            plaintext: l.plaintext.load(Relaxed),
+            plaintext_refused: l.plaintext_refused.load(Relaxed),
+            tls_anonymous: l.tls_anonymous.load(Relaxed),
+            tls_attested: l.tls_attested.load(Relaxed),
+            tls_failed: l.tls_failed.load(Relaxed),
+        }
+    }
+
     /// Stops the service: no new connections, every open connection (held `watch`es
     /// included) closed, the sweeper stopped.
     pub fn stop(&self) {
@@ -88,6 +134,11 @@ impl Drop for ServiceHandle {
 
 struct Shared {
     store: Arc<Store>,
+    tls: tokio_rustls::TlsAcceptor,
+    /// Who may present an attested client certificate (kernels this verifier affirmed).
+    kernels: attested_tls::PeerPolicy,
+    require_tls: bool,
+    links: Arc<LinkCounters>,
     policy: AppraisalPolicy,
     signer: ResultSigner,
     monitor: Arc<Monitor>,
@@ -125,6 +176,21 @@ pub async fn serve_with(
     let feed_key =
         ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| ServiceError::Key)?;
     let public_key = signer.public_key().to_vec();
+    // Kernels re-attesting present their attested certificate: a result this verifier
+    // signed, at any level, about the bundle and the AK in the certificate.
+    let kernels = attested_tls::PeerPolicy::new(
+        public_key.clone(),
+        [
+            attestation::Level::L1,
+            attestation::Level::L2,
+            attestation::Level::L3,
+        ],
+    );
+    let tls = attested_tls::verifier_server_config(
+        &pkcs8,
+        attested_tls::ClientAuth::Optional(kernels.clone()),
+    )
+    .map_err(|e| ServiceError::Tls(e.to_string()))?;
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -147,8 +213,13 @@ pub async fn serve_with(
     let checkpointer = store.start_checkpointer()?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(monitor.clone().run_sweeper(shutdown_rx.clone()));
+    let links = Arc::new(LinkCounters::default());
     let shared = Arc::new(Shared {
         store,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+        kernels,
+        require_tls: config.require_tls,
+        links: links.clone(),
         policy: config.policy,
         signer,
         monitor: monitor.clone(),
@@ -163,7 +234,7 @@ pub async fn serve_with(
             let mut stop = shutdown_rx.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    r = connection(stream, shared) => {
+                    r = accept(stream, shared) => {
                         if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "verifier connection ended");
                         }
@@ -177,14 +248,87 @@ pub async fn serve_with(
         addr,
         public_key,
         monitor,
+        links,
         task,
         shutdown,
         _checkpointer: checkpointer,
     })
 }
 
+/// The first byte of a TLS record carrying a handshake message. A frame's first byte is the
+/// top byte of its big-endian length, and no frame is 0x16000000 bytes long
+/// ([`wire::MAX_FRAME_BYTES`]), so the two cannot be confused.
+const TLS_HANDSHAKE: u8 = 0x16;
+/// A TLS handshake that takes longer than this is abandoned.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Starts a connection: a TLS session when it opens with a handshake (the kernels' way),
+/// else plaintext frames unless the service requires TLS.
+async fn accept(stream: TcpStream, shared: Arc<Shared>) -> Result<(), wire::FrameError> {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(
+        Duration::from_millis(IDLE_TIMEOUT_MS),
+        stream.peek(&mut first),
+    )
+    .await;
+    match peeked {
+        Ok(Ok(1..)) => {}
+        Ok(Err(e)) => return Err(wire::FrameError::Io(e)),
+        Ok(Ok(0)) | Err(_) => return Ok(()),
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let links = &shared.links;
+    if first != [TLS_HANDSHAKE] {
+        if shared.require_tls {
+            links.plaintext_refused.fetch_add(1, Relaxed);
+            tracing::info!("verifier refused a plaintext connection (tls required)");
+            return Ok(());
+        }
+        links.plaintext.fetch_add(1, Relaxed);
+        return connection(stream, shared, None).await;
+    }
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+        shared.tls.accept(stream),
+    )
+    .await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            links.tls_failed.fetch_add(1, Relaxed);
+            tracing::info!(error = %e, "verifier tls handshake failed");
+            return Ok(());
+        }
+        Err(_) => {
+            links.tls_failed.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+    };
+    // The handshake appraised any client certificate already; this names who it proved.
+    let proven = match tls.get_ref().1.peer_certificates() {
+        None => None,
+        Some(certs) => match attested_tls::verify::peer_of(Some(certs), &shared.kernels) {
+            Ok(peer) => Some(peer.kernel_id().to_string()),
+            Err(e) => {
+                links.tls_failed.fetch_add(1, Relaxed);
+                tracing::info!(error = %e, "verifier tls client refused");
+                return Ok(());
+            }
+        },
+    };
+    if proven.is_some() {
+        links.tls_attested.fetch_add(1, Relaxed);
+    } else {
+        links.tls_anonymous.fetch_add(1, Relaxed);
+    }
+    connection(tls, shared, proven).await
+}
+
 /// What this connection has proven.
 struct ConnState {
+    /// The kernel an attested TLS client certificate proved; such a session acts for that
+    /// kernel only.
+    tls_kernel: Option<String>,
     affirmed: Option<Affirmed>,
     watch: SessionGuard,
     /// Challenges delivered on this `watch` connection and not yet answered.
@@ -212,8 +356,16 @@ struct Affirmed {
     level: String,
 }
 
-async fn connection(mut stream: TcpStream, shared: Arc<Shared>) -> Result<(), wire::FrameError> {
+async fn connection<S>(
+    mut stream: S,
+    shared: Arc<Shared>,
+    tls_kernel: Option<String>,
+) -> Result<(), wire::FrameError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut state = ConnState {
+        tls_kernel,
         affirmed: None,
         watch: SessionGuard {
             monitor: shared.monitor.clone(),
@@ -258,6 +410,20 @@ fn refused(reason: impl Into<String>) -> VerifierResponse {
 }
 
 async fn handle(req: VerifierRequest, shared: &Shared, state: &mut ConnState) -> VerifierResponse {
+    if let Some(proven) = &state.tls_kernel {
+        let claimed = match &req {
+            VerifierRequest::Watch(p) => Some(p.kernel_id.as_str()),
+            VerifierRequest::Nonce { kernel_id } | VerifierRequest::ReleaseKey { kernel_id } => {
+                Some(kernel_id.as_str())
+            }
+            VerifierRequest::Appraise { .. } => None,
+        };
+        if let Some(claimed) = claimed.filter(|c| c != proven) {
+            return refused(format!(
+                "this tls session is attested as kernel `{proven}`, not `{claimed}`"
+            ));
+        }
+    }
     let watching = state.watch.session.kernel_id().map(str::to_string);
     match (req, watching) {
         (VerifierRequest::Watch(p), _) => {

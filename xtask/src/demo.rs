@@ -119,6 +119,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
             .arg(&policy_path)
             .arg("--listen")
             .arg(format!("127.0.0.1:{vport}"))
+            .arg("--require-tls")
             .arg("--public-key-out")
             .arg(&vkey_path),
         &root.join("verifier.log"),
@@ -162,7 +163,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                 vsock.display(),
                 wire::hybrid::GOVERNANCE_PORT
             ))
-            .arg("--egress")
+            .arg("--egress-tls")
             .arg(format!(
                 "{}=tcp:127.0.0.1:{vport}",
                 wire::hybrid::VERIFIER_PORT
@@ -444,6 +445,11 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
         json_mode,
     )?;
     let governance = governance_records(bin, root, k1, vkey.trim(), json_mode)?;
+    let unsealed = kernels
+        .iter()
+        .filter(|k| k["unsealed"] == json!(true))
+        .count();
+    let link = verifier_link(vport, unsealed, json_mode);
     let revocation = revoke_one(bin, &db, &sockets, &digest, json_mode)?;
     let vendor = vendor_evidence(bin, json_mode)?;
     let metrics: Value = std::fs::read(state_root.join("k1").join("proxy-metrics.json"))
@@ -460,6 +466,7 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
                       "group_public_key": sig_group, "verified_offline": sig_ok},
         "offline_verification": offline,
         "attested_tls": attested_tls,
+        "verifier_link": link,
         "revocation": revocation,
         "governance": governance,
         "audit_package": audit["dir"].clone(),
@@ -469,6 +476,45 @@ pub fn run(bin: &Path, root: &Path, json_mode: bool) -> anyhow::Result<Value> {
     });
     drop(procs);
     Ok(summary)
+}
+
+/// The kernels reached the verifier over TLS on its pinned result key (they unsealed, and the
+/// verifier runs with `--require-tls`); a plaintext frame to the verifier is not answered.
+fn verifier_link(vport: u16, unsealed: usize, json_mode: bool) -> Value {
+    use std::io::{Read, Write};
+    let probe = || -> std::io::Result<usize> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", vport))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let body = wire::encode(&wire::verifier::VerifierRequest::Nonce {
+            kernel_id: "k1".into(),
+        })
+        .map_err(std::io::Error::other)?;
+        let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
+        s.write_all(&len.to_be_bytes())?;
+        s.write_all(&body)?;
+        let mut answer = Vec::new();
+        // The verifier closes a plaintext connection unanswered; a reset counts the same.
+        match s.read_to_end(&mut answer) {
+            Ok(_) => Ok(answer.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(0),
+            Err(e) => Err(e),
+        }
+    };
+    let answered = probe();
+    let refused = matches!(answered, Ok(0));
+    log(
+        json_mode,
+        &format!(
+            "verifier link: {unsealed} kernels appraised over tls on the pinned result key; a plaintext request {}",
+            if refused { "was refused unanswered" } else { "was NOT refused" }
+        ),
+    );
+    json!({
+        "transport": "tls 1.3, server key = the verifier's pinned ed25519 result key",
+        "kernels_appraised_over_tls": unsealed,
+        "plaintext_refused": refused,
+        "as_expected": refused && unsealed > 0,
+    })
 }
 
 /// KEE-1 P3 and PEER: k1 issues an ACD Record for an agent after the four-check, and opens a

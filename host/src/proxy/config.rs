@@ -20,6 +20,7 @@
 //! name = "verifier"
 //! port = 5100
 //! destination = "dns:verifier.internal:7000"
+//! carry = "tls"                                  # kernels speak TLS to the verifier
 //!
 //! [[egress]]
 //! name = "peer-k2"

@@ -417,8 +417,8 @@ fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Where `vhost-device-vsock` (crates.io) is: `target/tools/bin` (`cargo xtask setup` and
-/// [`vhost_device_vsock`] install it there) or `PATH`.
+/// Where `vhost-device-vsock` (crates.io) is: `target/tools/bin` (`cargo xtask test` and
+/// `cargo xtask bench` install it there) or `PATH`.
 pub fn vhost_device_vsock() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/deps/<test> -> target/tools/bin
@@ -435,7 +435,7 @@ pub fn vhost_device_vsock() -> Result<PathBuf, String> {
     }
     Err(format!(
         "vhost-device-vsock is missing: cargo install vhost-device-vsock --locked --root {} \
-         (`cargo xtask setup` does)",
+         (`cargo xtask test` and `cargo xtask bench` do)",
         target.join("tools").display()
     ))
 }
@@ -593,6 +593,7 @@ pub fn boot_appliance(
                 .arg(&policy_path)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
+                .arg("--require-tls")
                 .arg("--public-key-out")
                 .arg(&vkey_path),
             &work.join(log),
@@ -669,7 +670,7 @@ pub fn boot_appliance(
                 uds.display(),
                 wire::hybrid::GOVERNANCE_PORT
             ))
-            .arg("--egress")
+            .arg("--egress-tls")
             .arg(format!(
                 "{}=tcp:127.0.0.1:{vport}",
                 wire::hybrid::VERIFIER_PORT

@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use wire::msg::{KernelState, Request, Response};
 
+pub mod fds;
+pub use fds::no_inherited_descriptors;
+
 pub const CEDAR: &str = r#"
 @id("relief-read")
 permit(principal == Agent::"planner", action == Action::"read", resource)
@@ -80,7 +83,7 @@ impl Swtpm {
             if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
                 continue;
             }
-            let child = Command::new("swtpm")
+            let child = no_inherited_descriptors(&mut Command::new("swtpm"))
                 .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
                 .arg("--tpmstate")
                 .arg(format!("dir={}", dir.path().display()))
@@ -222,7 +225,7 @@ impl TpmMux {
 
     /// Extends a SHA-256 PCR with tpm2-tools through this multiplexer.
     pub fn pcrextend(&self, pcr: u8, digest_hex: &str) {
-        let out = Command::new("tpm2_pcrextend")
+        let out = no_inherited_descriptors(&mut Command::new("tpm2_pcrextend"))
             .args(["-T", &self.tcti(), &format!("{pcr}:sha256={digest_hex}")])
             .output()
             .expect("tpm2-tools is required: run `cargo xtask test`, which installs it");
@@ -248,6 +251,29 @@ pub struct Relay {
     pub addr: std::net::SocketAddr,
     target: Arc<Mutex<std::net::SocketAddr>>,
     cut: tokio::sync::watch::Sender<bool>,
+    /// Every byte the relay carried, both ways (what the host sees of the verifier link).
+    pub captured: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Copies `from` to `to` until either side ends, appending what it carries to `tap`.
+async fn tap_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    tap: Arc<Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        tap.lock().unwrap().extend_from_slice(&buf[..n]);
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Relay {
@@ -256,14 +282,16 @@ impl Relay {
         let addr = l.local_addr().unwrap();
         let target = Arc::new(Mutex::new(target));
         let (cut, _) = tokio::sync::watch::channel(false);
+        let captured = Arc::new(Mutex::new(Vec::new()));
         let relay = Relay {
             addr,
             target: target.clone(),
             cut: cut.clone(),
+            captured: captured.clone(),
         };
         tokio::spawn(async move {
             loop {
-                let Ok((mut down, _)) = l.accept().await else {
+                let Ok((down, _)) = l.accept().await else {
                     return;
                 };
                 let mut cut_rx = cut.subscribe();
@@ -272,14 +300,22 @@ impl Relay {
                     continue;
                 }
                 let to = *target.lock().unwrap();
+                let tap = captured.clone();
                 tokio::spawn(async move {
-                    let Ok(mut up) = tokio::net::TcpStream::connect(to).await else {
+                    let Ok(up) = tokio::net::TcpStream::connect(to).await else {
                         return;
                     };
+                    let (down_r, down_w) = down.into_split();
+                    let (up_r, up_w) = up.into_split();
+                    let there = tokio::spawn(tap_copy(down_r, up_w, tap.clone()));
+                    let back = tokio::spawn(tap_copy(up_r, down_w, tap));
+                    let (a, b) = (there.abort_handle(), back.abort_handle());
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = async { let _ = there.await; let _ = back.await; } => {}
                         _ = cut_rx.wait_for(|c| *c) => {}
                     }
+                    a.abort();
+                    b.abort();
                 });
             }
         });
@@ -403,6 +439,9 @@ pub struct Options {
     pub cedar_missing: bool,
     /// Put a relay between the host proxies and the verifier that flips one byte of every bundle.
     pub tamper_bundles: bool,
+    /// The verifier refuses plaintext frames (kernels always speak TLS to it; some tests'
+    /// own helpers speak plain frames, so it is off by default).
+    pub require_tls: bool,
     /// The verifier's re-attestation settings.
     pub monitor: verifier::MonitorConfig,
     /// The kernels' re-attestation settings.
@@ -441,6 +480,7 @@ impl Default for Options {
             kernels: 3,
             cedar_missing: false,
             tamper_bundles: false,
+            require_tls: false,
             monitor: verifier::MonitorConfig::default(),
             reattest: enclave::ReattestConfig::default(),
             relays: false,
@@ -516,6 +556,7 @@ impl Cluster {
             verifier::ServiceConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 policy: opts.verifier_policy.clone(),
+                require_tls: opts.require_tls,
             },
             opts.monitor.clone(),
             store.clone(),
@@ -545,13 +586,14 @@ impl Cluster {
             } else {
                 None
             };
-            let egress = vec![EgressRule {
+            // The verifier is reached over TLS on its pinned result key, and peer kernels
+            // over mutually attested TLS: this proxy carries records, never frames, to the
+            // verifier and to the peer's proxy's TLS route (which carries them to its TLS
+            // port).
+            let mut egress_tls = vec![EgressRule {
                 port: host::transport::VsockPort(wire::hybrid::VERIFIER_PORT),
                 destination: Endpoint::Tcp(relay.as_ref().map_or(verifier_addr, |r| r.addr)),
             }];
-            // Peer kernels are reached over mutually attested TLS: this proxy carries the
-            // records to the peer's proxy's TLS route, which carries them to its TLS port.
-            let mut egress_tls = Vec::new();
             let mut peers = Vec::new();
             for (j, peer) in ids.iter().enumerate() {
                 if j != i {
@@ -578,7 +620,6 @@ impl Cluster {
                     port: host::transport::VsockPort(enclave::tls::TLS_PORT),
                 },
             });
-            pc.egress = egress;
             if let Some((port, collector)) = &opts.otlp {
                 pc.egress_http.push(EgressRule {
                     port: host::transport::VsockPort(*port),
@@ -689,6 +730,7 @@ impl Cluster {
             verifier::ServiceConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 policy: self.policy.clone(),
+                require_tls: false,
             },
             self.monitor.clone(),
             store.clone(),
@@ -823,43 +865,45 @@ pub async fn raw(socket: &Path, body: &[u8]) -> Option<Response> {
     wire::decode(&body).ok()
 }
 
-/// A man in the middle on the verifier path (what an untrusted host could do): forwards
-/// frames both ways and flips one byte in the middle of every evidence bundle.
+/// A man in the middle on the verifier path (what an untrusted host could do): carries the
+/// bytes both ways and flips one byte in the middle of every chunk over 256 bytes that the
+/// kernel sends after its ClientHello (the evidence bundle). Inside TLS that breaks the record's authentication, so the
+/// verifier never sees the bundle, tampered or not.
 pub async fn tampering_relay(verifier: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut down, _)) = l.accept().await else {
+            let Ok((down, _)) = l.accept().await else {
                 return;
             };
             tokio::spawn(async move {
-                let Ok(mut up) = tokio::net::TcpStream::connect(verifier).await else {
+                let Ok(up) = tokio::net::TcpStream::connect(verifier).await else {
                     return;
                 };
-                loop {
-                    let Ok(frame) = wire::read_frame(&mut down).await else {
-                        return;
-                    };
-                    let frame = match wire::decode::<wire::verifier::VerifierRequest>(&frame) {
-                        Ok(wire::verifier::VerifierRequest::Appraise { mut bundle }) => {
-                            let mid = bundle.len() / 2;
-                            bundle[mid] ^= 0x01;
-                            wire::encode(&wire::verifier::VerifierRequest::Appraise { bundle })
-                                .unwrap()
+                let (mut down_r, mut down_w) = down.into_split();
+                let (mut up_r, mut up_w) = up.into_split();
+                let there = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut hello = true;
+                    loop {
+                        let n = match down_r.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if !std::mem::take(&mut hello) && n > 256 {
+                            buf[n / 2] ^= 0x01;
                         }
-                        _ => frame,
-                    };
-                    if wire::write_frame(&mut up, &frame).await.is_err() {
-                        return;
+                        if up_w.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
                     }
-                    let Ok(resp) = wire::read_frame(&mut up).await else {
-                        return;
-                    };
-                    if wire::write_frame(&mut down, &resp).await.is_err() {
-                        return;
-                    }
-                }
+                };
+                let back = async move {
+                    let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+                };
+                tokio::join!(there, back);
             });
         }
     });

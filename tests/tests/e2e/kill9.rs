@@ -64,7 +64,7 @@ struct Procs(Vec<(String, Child)>);
 impl Procs {
     fn start(&mut self, name: &str, cmd: &mut Command, log: &Path) {
         let file = std::fs::File::create(log).unwrap();
-        let child = cmd
+        let child = crate::common::no_inherited_descriptors(cmd)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -395,6 +395,7 @@ fn twenty_kill9s_of_the_enclave_under_load_lose_no_acknowledged_ale() {
             .arg(&policy_path)
             .arg("--listen")
             .arg(format!("127.0.0.1:{vport}"))
+            .arg("--require-tls")
             .arg("--public-key-out")
             .arg(&vkey_path),
         &root.join("verifier.log"),
@@ -441,7 +442,7 @@ fn twenty_kill9s_of_the_enclave_under_load_lose_no_acknowledged_ale() {
                 vsock.display(),
                 wire::hybrid::GOVERNANCE_PORT
             ))
-            .arg("--egress")
+            .arg("--egress-tls")
             .arg(format!(
                 "{}=tcp:127.0.0.1:{vport}",
                 wire::hybrid::VERIFIER_PORT

@@ -31,3 +31,4 @@ mod spine;
 mod threshold;
 mod two_clusters;
 mod verifier_refusals;
+mod verifier_tls;
