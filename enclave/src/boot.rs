@@ -50,6 +50,30 @@ impl From<CallError> for BootError {
     }
 }
 
+/// `fut` within the boot's exchange deadline ([`crate::Retry::exchange_timeout_ms`]);
+/// past it, "verifier unreachable" naming `what` did not finish.
+async fn within<T>(
+    cfg: &KernelConfig,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, BootError> {
+    let limit = cfg.retry.exchange_timeout_ms;
+    tokio::time::timeout(std::time::Duration::from_millis(limit), fut)
+        .await
+        .map_err(|_| {
+            BootError::Unreachable(format!("the verifier did not {what} within {limit} ms"))
+        })
+}
+
+/// One request to the verifier and its answer, within the boot's exchange deadline.
+async fn verifier_call(
+    cfg: &KernelConfig,
+    conn: &mut dyn crate::transport::Stream,
+    req: &VerifierRequest,
+) -> Result<VerifierResponse, BootError> {
+    Ok(within(cfg, "answer", call::<_, VerifierResponse>(conn, req)).await??)
+}
+
 /// An error and its sources on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -387,7 +411,8 @@ async fn appraise_checked(
     bundle_digest: &[u8; 32],
     nonce: &Nonce,
 ) -> Result<(Vec<u8>, AttestationResult), BootError> {
-    let (result, status, reasons) = match call::<_, VerifierResponse>(
+    let (result, status, reasons) = match verifier_call(
+        cfg,
         conn,
         &VerifierRequest::Appraise {
             bundle: bundle.to_vec(),
@@ -438,10 +463,15 @@ pub async fn appraise_and_release(
 ) -> Result<Released, BootError> {
     // Appraisal happens on one connection: nonce, appraise, release.
     // TLS to the verifier's pinned result key: the host carries only ciphertext.
-    let mut conn = crate::peer_link::dial_verifier(cfg, None)
-        .await
-        .map_err(BootError::Unreachable)?;
-    let nonce = match call::<_, VerifierResponse>(
+    let mut conn = within(
+        cfg,
+        "open the link",
+        crate::peer_link::dial_verifier(cfg, None),
+    )
+    .await?
+    .map_err(BootError::Unreachable)?;
+    let nonce = match verifier_call(
+        cfg,
         conn.as_mut(),
         &VerifierRequest::Nonce {
             kernel_id: cfg.kernel_id.clone(),
@@ -480,7 +510,8 @@ pub async fn appraise_and_release(
     drop(span);
     let (result, result_claims) = appraised?;
 
-    let (eph, sealed_wrap, reference_digest) = match call::<_, VerifierResponse>(
+    let (eph, sealed_wrap, reference_digest) = match verifier_call(
+        cfg,
         conn.as_mut(),
         &VerifierRequest::ReleaseKey {
             kernel_id: cfg.kernel_id.clone(),

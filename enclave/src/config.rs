@@ -39,6 +39,10 @@ pub struct Retry {
     pub max_ms: u64,
     /// Attempts before giving up (0 = never give up).
     pub max_attempts: u32,
+    /// Longest wait, at boot, for the verifier link to open or for one answer on it. Past
+    /// it the attempt counts as "verifier unreachable" and is retried: a verifier (or a
+    /// host) that accepts and then says nothing cannot hold a kernel in `booting`.
+    pub exchange_timeout_ms: u64,
 }
 
 impl Default for Retry {
@@ -47,6 +51,7 @@ impl Default for Retry {
             initial_ms: 200,
             max_ms: 5_000,
             max_attempts: 0,
+            exchange_timeout_ms: 30_000,
         }
     }
 }

@@ -435,6 +435,8 @@ pub struct Options {
     pub with_tpm: bool,
     pub verifier_up: bool,
     pub max_attempts: u32,
+    /// `Retry::exchange_timeout_ms` of every kernel.
+    pub exchange_timeout_ms: u64,
     pub kernels: usize,
     pub cedar_missing: bool,
     /// Put a relay between the host proxies and the verifier that flips one byte of every bundle.
@@ -477,6 +479,7 @@ impl Default for Options {
             with_tpm: true,
             verifier_up: true,
             max_attempts: 0,
+            exchange_timeout_ms: enclave::Retry::default().exchange_timeout_ms,
             kernels: 3,
             cedar_missing: false,
             tamper_bundles: false,
@@ -674,6 +677,7 @@ impl Cluster {
                     initial_ms: 50,
                     max_ms: 400,
                     max_attempts: opts.max_attempts,
+                    exchange_timeout_ms: opts.exchange_timeout_ms,
                 },
                 peer_timeout_ms: 3_000,
                 catalog_publishers: opts.catalog_publishers.clone(),

@@ -315,3 +315,56 @@ async fn a_bundle_tampered_on_the_way_leaves_the_enclave_sealed_serving_only_hea
         assert!(matches!(r, Response::Error(ref e) if e.code == ErrorCode::NotServing));
     }
 }
+
+/// A verifier link that opens and then says nothing (a stuck verifier, or a host holding
+/// the connection) cannot hold a kernel in `booting`: past the exchange deadline the
+/// attempt counts as unreachable, the share stays sealed and the boot retries; once the
+/// verifier answers, the same kernel unseals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_verifier_leaves_the_kernel_sealed_and_retrying_until_it_answers() {
+    let c = Cluster::start(Options {
+        relays: true,
+        boot_later: vec!["k1".into()],
+        exchange_timeout_ms: 300,
+        ..Options::default()
+    })
+    .await;
+    // A listener that accepts and never reads nor writes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = silent.accept().await {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let relay = c.node("k1").relay.clone().unwrap();
+    relay.repoint(silent_addr);
+    c.boot("k1");
+    c.wait_for(
+        "k1 sealed by the exchange deadline",
+        Duration::from_secs(30),
+        |c| {
+            let h = c.node("k1").kernel.health();
+            h.state == KernelState::Sealed
+                && h.reason.as_deref().is_some_and(|r| {
+                    r.contains("did not") && r.contains("within 300 ms") && r.contains("retrying")
+                })
+        },
+    )
+    .await;
+    assert!(c.node("k1").kernel.health().boot_to_serving_ms.is_none());
+    // It kept trying: more than one connection reached the silent verifier.
+    c.wait_for("a second attempt", Duration::from_secs(30), |_| {
+        held.lock().unwrap().len() >= 2
+    })
+    .await;
+    relay.repoint(c.verifier.addr);
+    c.wait_for(
+        "k1 serving once the verifier answers",
+        Duration::from_secs(60),
+        |c| c.node("k1").kernel.health().state == KernelState::Serving,
+    )
+    .await;
+}
