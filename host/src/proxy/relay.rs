@@ -27,8 +27,13 @@ use crate::transport::{Connection, Peer, Transport};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::time::{timeout, timeout_at, Instant};
+
+/// Read buffer per direction: one TLS record at the largest size TLS 1.3 allows (16 KiB of
+/// plaintext plus 256 bytes of expansion) plus its header, so a record that has arrived
+/// whole is taken in one read.
+const READ_BUFFER: usize = 16 * 1024 + 256 + 5;
 
 /// How the peer's side of a relay ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,7 +105,9 @@ pub(crate) async fn serve<T: Transport>(
     let limits = Arc::clone(&site.shared.limits);
     let peer = admitted.peer.clone();
     let handshake_deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    let (mut peer_r, mut peer_w) = tokio::io::split(conn);
+    let (peer_r, mut peer_w) = tokio::io::split(conn);
+    // Buffered: a record's header and body (often the whole record) come in one read.
+    let mut peer_r = BufReader::with_capacity(READ_BUFFER, peer_r);
 
     let Ok(hello) = peer_record(&mut peer_r, &site, &peer, handshake_deadline, true).await else {
         return;
@@ -138,6 +145,7 @@ pub(crate) async fn serve<T: Transport>(
         }
     };
     let (server_r, mut server_w) = tokio::io::split(server);
+    let server_r = BufReader::with_capacity(READ_BUFFER, server_r);
     if !forward(&mut server_w, &hello, limits.idle_timeout_ms).await {
         site.count(Event::UpstreamError);
         return;
@@ -217,7 +225,7 @@ where
 /// Carries the server's records back to the peer until the server stops, breaks, or the
 /// peer stops reading.
 async fn server_to_peer<S>(
-    mut server_r: ReadHalf<S>,
+    mut server_r: BufReader<ReadHalf<S>>,
     peer_w: &mut WriteHalf<Connection>,
     site: &Site,
     server_encrypted: &AtomicBool,
