@@ -490,22 +490,40 @@ fn verifier_link(vport: u16, unsealed: usize, json_mode: bool) -> Value {
         })
         .map_err(std::io::Error::other)?;
         let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
-        s.write_all(&len.to_be_bytes())?;
-        s.write_all(&body)?;
+        let mut frame = len.to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
         let mut answer = Vec::new();
-        // The verifier closes a plaintext connection unanswered; a reset counts the same.
-        match s.read_to_end(&mut answer) {
+        // The verifier closes a plaintext connection unanswered. It may do so after the
+        // first byte, before the rest arrived: the kernel then resets the connection, which
+        // the probe sees on its write or its read. Both count as "closed unanswered"; a
+        // timeout (a verifier holding the connection open) does not.
+        let exchanged = s.write_all(&frame).and_then(|()| s.read_to_end(&mut answer));
+        match exchanged {
             Ok(_) => Ok(answer.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(0),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Ok(0)
+            }
             Err(e) => Err(e),
         }
     };
     let answered = probe();
     let refused = matches!(answered, Ok(0));
+    let probe = match &answered {
+        Ok(0) => "closed unanswered".to_string(),
+        Ok(n) => format!("answered with {n} bytes"),
+        Err(e) => format!("probe failed: {e}"),
+    };
     log(
         json_mode,
         &format!(
-            "verifier link: {unsealed} kernels appraised over tls on the pinned result key; a plaintext request {}",
+            "verifier link: {unsealed} kernels appraised over tls on the pinned result key; a plaintext request {} ({probe})",
             if refused { "was refused unanswered" } else { "was NOT refused" }
         ),
     );
@@ -513,6 +531,7 @@ fn verifier_link(vport: u16, unsealed: usize, json_mode: bool) -> Value {
         "transport": "tls 1.3, server key = the verifier's pinned ed25519 result key",
         "kernels_appraised_over_tls": unsealed,
         "plaintext_refused": refused,
+        "plaintext_probe": probe,
         "as_expected": refused && unsealed > 0,
     })
 }
