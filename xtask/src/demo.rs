@@ -497,7 +497,9 @@ fn verifier_link(vport: u16, unsealed: usize, json_mode: bool) -> Value {
         // first byte, before the rest arrived: the kernel then resets the connection, which
         // the probe sees on its write or its read. Both count as "closed unanswered"; a
         // timeout (a verifier holding the connection open) does not.
-        let exchanged = s.write_all(&frame).and_then(|()| s.read_to_end(&mut answer));
+        let exchanged = s
+            .write_all(&frame)
+            .and_then(|()| s.read_to_end(&mut answer));
         match exchanged {
             Ok(_) => Ok(answer.len()),
             Err(e)

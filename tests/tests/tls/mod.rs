@@ -92,6 +92,24 @@ pub async fn tls_route(
     via: Option<&Path>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> TlsRouteRunning {
+    tls_route_with(
+        dir,
+        vsock,
+        via,
+        stop,
+        host::proxy::limits::Limits::default(),
+    )
+    .await
+}
+
+/// [`tls_route`] under `limits` instead of the defaults.
+pub async fn tls_route_with(
+    dir: &Path,
+    vsock: &Path,
+    via: Option<&Path>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    limits: host::proxy::limits::Limits,
+) -> TlsRouteRunning {
     let listen = dir.join("tls.sock");
     let mut config = ProxyConfig::new(
         Endpoint::Unix(dir.join("unused-frames.sock")),
@@ -107,6 +125,7 @@ pub async fn tls_route(
             port: host::transport::VsockPort(enclave::tls::TLS_PORT),
         },
     });
+    config.limits = limits;
     let proxy = Proxy::bind(config).await.unwrap();
     let handle = proxy.handle();
     let mut stop = stop;
