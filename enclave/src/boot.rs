@@ -24,6 +24,10 @@ pub enum BootError {
     /// "verifier unreachable": worth retrying.
     #[error("verifier unreachable: {0}")]
     Unreachable(String),
+    /// "evidence collection stalled": a TPM or TEE device did not answer within the
+    /// exchange deadline (or a collection it holds up has not returned); worth retrying.
+    #[error("evidence collection stalled: {0}")]
+    Stalled(String),
     /// "appraisal refused": the verifier said no; retrying the same evidence will not help.
     #[error("appraisal refused: {0}")]
     Refused(String),
@@ -245,19 +249,44 @@ pub async fn collect_bundle(
     event_log_from: u32,
 ) -> Result<(Vec<u8>, [u8; 32], KeyExchange), BootError> {
     let binding = BindingValue::compute(nonce, ak.public_key(), draft_hash);
-    let items = tokio::task::spawn_blocking(move || {
-        let mut a = attesters
-            .lock()
-            .map_err(|_| BootError::Other("attester lock".into()))?;
+    // The devices answer on a blocking thread, within the exchange deadline: a TPM or TEE
+    // device that never answers costs one stuck thread (holding the attesters), and every
+    // later attempt waits for that lock only until its own deadline, so a hung device shows
+    // as `sealed`, "evidence collection stalled … retrying", never as `booting` forever.
+    let limit = cfg.retry.exchange_timeout_ms;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(limit);
+    let collect = tokio::task::spawn_blocking(move || {
+        let mut a = loop {
+            match attesters.try_lock() {
+                Ok(a) => break a,
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    return Err(BootError::Other("attester lock".into()))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(BootError::Stalled(format!(
+                            "a previous evidence collection has not returned within {limit} ms"
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        };
         a.iter_mut()
             .map(|x| {
                 x.event_log_from(event_log_from);
                 x.collect(&binding).map_err(BootError::from)
             })
             .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| BootError::Other(e.to_string()))??;
+    });
+    let items = tokio::time::timeout_at(deadline.into(), collect)
+        .await
+        .map_err(|_| {
+            BootError::Stalled(format!(
+                "evidence collection did not return within {limit} ms (the TPM or TEE device is not answering)"
+            ))
+        })?
+        .map_err(|e| BootError::Other(e.to_string()))??;
     let kx = KeyExchange::generate().map_err(|e| BootError::Other(e.to_string()))?;
     let claims = BundleClaims {
         version: BUNDLE_VERSION,
@@ -275,11 +304,13 @@ pub async fn collect_bundle(
     Ok((bundle, digest, kx))
 }
 
-/// One boot attempt.
+/// One boot attempt at `level` (the kernel's, fixed when its attesters were made: the
+/// attesters' lock is taken only on a blocking thread, under the collection deadline).
 pub async fn attempt(
     cfg: &KernelConfig,
     ak: &AttestationKey,
     attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    level: Level,
     cap_profile_hash: [u8; 32],
 ) -> Result<Unsealed, BootError> {
     let sealed = load_sealed(cfg)?;
@@ -289,12 +320,6 @@ pub async fn attempt(
         .verifying_key()
         .serialize()
         .map_err(|e| BootError::Share(e.to_string()))?;
-    let level = {
-        let a = attesters
-            .lock()
-            .map_err(|_| BootError::Other("attester lock".into()))?;
-        a.iter().find_map(|x| x.level()).unwrap_or(Level::L1)
-    };
     let ids: Vec<String> = sealed.signers.iter().map(|s| s.kernel_id.clone()).collect();
     let draft = manifest_draft(
         cfg,
@@ -624,15 +649,10 @@ pub async fn attest_for_ceremony(
     cfg: &KernelConfig,
     ak: &AttestationKey,
     attesters: Arc<Mutex<Vec<Box<dyn Attester>>>>,
+    level: Level,
     cap_profile_hash: [u8; 32],
     plan: &CeremonyPlan,
 ) -> Result<Released, BootError> {
-    let level = {
-        let a = attesters
-            .lock()
-            .map_err(|_| BootError::Other("attester lock".into()))?;
-        a.iter().find_map(|x| x.level()).unwrap_or(Level::L1)
-    };
     let ids: Vec<String> = plan.signers.iter().map(|s| s.kernel_id.clone()).collect();
     let draft = manifest_draft(cfg, level, &cap_profile_hash, plan.threshold, &ids, &[]);
     let r = appraise_and_release(cfg, ak, attesters, level, &draft.digest()).await?;

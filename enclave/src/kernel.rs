@@ -299,6 +299,7 @@ impl Kernel {
                     &self.cfg,
                     &self.ak,
                     self.attesters.clone(),
+                    self.level,
                     cap,
                     &plan,
                 )
@@ -315,7 +316,8 @@ impl Kernel {
                         plan.ceremony_id
                     )),
                 );
-                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), self.level, cap)
+                    .await?;
                 self.with_gate(|g| g.set_evidence(&u.bundle, &u.result)); // peer TLS identity
                 let old = (u.key_package.clone(), u.public_package.clone());
                 let (kp, pp) = crate::dkg::run(self, &plan, &u.result, Some(old)).await?;
@@ -333,6 +335,7 @@ impl Kernel {
                     &self.cfg,
                     &self.ak,
                     self.attesters.clone(),
+                    self.level,
                     cap,
                     &plan,
                 )
@@ -351,7 +354,8 @@ impl Kernel {
                         plan.ceremony_id
                     )),
                 );
-                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await?;
+                let u = boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), self.level, cap)
+                    .await?;
                 self.with_gate(|g| g.set_evidence(&u.bundle, &u.result)); // peer TLS identity
                 let mine = (u.key_package.clone(), u.public_package.clone());
                 crate::repair::repair(self, &plan, &u.result, Some(mine)).await?;
@@ -365,7 +369,7 @@ impl Kernel {
                 )?;
             }
         }
-        boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), cap).await
+        boot::attempt(&self.cfg, &self.ak, self.attesters.clone(), self.level, cap).await
     }
 
     /// Steps 2-7: appraise and unseal, retrying with backoff while the verifier is
@@ -400,13 +404,18 @@ impl Kernel {
                     tracing::info!(kernel = %self.cfg.kernel_id, "unsealed and serving");
                     return KernelState::Serving;
                 }
-                Err(BootError::Unreachable(why)) => {
+                Err(e @ (BootError::Unreachable(_) | BootError::Stalled(_))) => {
+                    let (what, why) = match e {
+                        BootError::Stalled(why) => ("evidence collection stalled", why),
+                        BootError::Unreachable(why) => ("verifier unreachable", why),
+                        other => ("boot failed", other.to_string()),
+                    };
                     let give_up =
                         self.cfg.retry.max_attempts != 0 && attempts >= self.cfg.retry.max_attempts;
                     let reason = if give_up {
-                        format!("verifier unreachable after {attempts} attempts: {why}")
+                        format!("{what} after {attempts} attempts: {why}")
                     } else {
-                        format!("verifier unreachable (attempt {attempts}, retrying in {delay} ms): {why}")
+                        format!("{what} (attempt {attempts}, retrying in {delay} ms): {why}")
                     };
                     tracing::warn!(kernel = %self.cfg.kernel_id, %reason, "share stays sealed");
                     self.set_status(KernelState::Sealed, Some(reason.clone()));
@@ -608,14 +617,15 @@ impl Kernel {
         if let Ok(mut c) = self.ceremony.lock() {
             *c = None;
         }
-        // A halted kernel never attests again: release its attesters (and TPM objects).
+        // A halted kernel never attests again: release its attesters (and TPM objects) once
+        // no collection holds them. Not awaited: a device that stopped answering must not
+        // keep the halt from being audited.
         let attesters = self.attesters.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        drop(tokio::task::spawn_blocking(move || {
             if let Ok(mut a) = attesters.lock() {
                 a.clear();
             }
-        })
-        .await;
+        }));
         tracing::error!(kernel = %self.cfg.kernel_id, %reason, "halted");
         self.audit(events::HALT, "boot", &reason).await;
     }

@@ -142,6 +142,8 @@ impl Drop for Swtpm {
 pub struct TpmMux {
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// While set, commands are read but not forwarded (a TPM that stopped answering).
+    held: Arc<AtomicBool>,
 }
 
 impl TpmMux {
@@ -181,6 +183,8 @@ impl TpmMux {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let held = Arc::new(AtomicBool::new(false));
+        let holding = held.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -188,6 +192,7 @@ impl TpmMux {
                 }
                 let Ok(mut client) = client else { continue };
                 let upstream = upstream.clone();
+                let holding = holding.clone();
                 std::thread::spawn(move || loop {
                     let mut head = [0u8; 10];
                     if client.read_exact(&mut head).is_err() {
@@ -198,6 +203,9 @@ impl TpmMux {
                     cmd.resize(size.max(10), 0);
                     if client.read_exact(&mut cmd[10..]).is_err() {
                         return;
+                    }
+                    while holding.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
                     }
                     let resp = {
                         let mut up = upstream.lock().unwrap();
@@ -216,7 +224,12 @@ impl TpmMux {
                 });
             }
         });
-        TpmMux { port, stop }
+        TpmMux { port, stop, held }
+    }
+
+    /// Holds every command from now on (the TPM stops answering), or lets them through again.
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, Ordering::SeqCst);
     }
 
     pub fn tcti(&self) -> String {

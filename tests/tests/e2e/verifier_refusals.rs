@@ -368,3 +368,51 @@ async fn a_silent_verifier_leaves_the_kernel_sealed_and_retrying_until_it_answer
     )
     .await;
 }
+
+/// A TPM that stops answering cannot hold a kernel in `booting` either: the collection
+/// deadline leaves it sealed with the reason and retrying, and once the TPM answers again
+/// the same kernel unseals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_that_does_not_answer_leaves_the_kernel_sealed_and_retrying_until_it_does() {
+    let c = Cluster::start(Options {
+        tpm_mux: true,
+        boot_later: vec!["k1".into()],
+        exchange_timeout_ms: 1_000,
+        ..Options::default()
+    })
+    .await;
+    let mux = c.node("k1").tpm.clone().unwrap();
+    mux.hold(true);
+    c.boot("k1");
+    c.wait_for(
+        "k1 sealed by the collection deadline",
+        Duration::from_secs(30),
+        |c| {
+            let h = c.node("k1").kernel.health();
+            h.state == KernelState::Sealed
+                && h.reason.as_deref().is_some_and(|r| {
+                    r.starts_with("evidence collection stalled (attempt")
+                        && r.contains("within 1000 ms")
+                        && r.contains("retrying")
+                })
+        },
+    )
+    .await;
+    // Later attempts find the first collection still holding the TPM, and say so.
+    c.wait_for("a later attempt", Duration::from_secs(30), |c| {
+        c.node("k1")
+            .kernel
+            .health()
+            .reason
+            .is_some_and(|r| r.contains("a previous evidence collection has not returned"))
+    })
+    .await;
+    assert_ne!(c.node("k1").kernel.health().state, KernelState::Serving);
+    mux.hold(false);
+    c.wait_for(
+        "k1 serving once the TPM answers",
+        Duration::from_secs(60),
+        |c| c.node("k1").kernel.health().state == KernelState::Serving,
+    )
+    .await;
+}
